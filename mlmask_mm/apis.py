@@ -1,0 +1,58 @@
+"""Config preparation shared by tools/train.py, tools/test.py and tests."""
+import torch
+from mmengine.config import Config
+
+from mlmask_mm.models.algorithms.masked_vit import check_patch_grid
+from mlmask_mm.models.maskers.base import check_mask_ratio
+
+_SIZE_TRANSFORMS = ('RandomResizedCrop', 'CenterCrop', 'Resize', 'RandomCrop')
+
+
+def _pipeline_size(pipeline):
+    """Output size of the last resizing transform of a pipeline, or None."""
+    size = None
+    for t in pipeline or []:
+        if t.get('type') in _SIZE_TRANSFORMS:
+            for key in ('scale', 'crop_size', 'size'):
+                if t.get(key) is not None:
+                    size = t[key]
+    if isinstance(size, int):
+        return (size, size)
+    return tuple(size) if size is not None else None
+
+
+def check_config(cfg: Config) -> None:
+    """Fail before anything is built when the config cannot train.
+
+    Checks the patch grid (image size divisible by the patch size), the mask
+    ratios, and that the training pipeline produces images of the size the
+    backbone expects.  Each error names the setting and its value.
+    """
+    model = cfg.get('model', {})
+    backbone = model.get('backbone', {}) or {}
+    img_size = backbone.get('img_size', 224)
+    patch_size = backbone.get('patch_size', 16)
+    check_patch_grid(img_size, patch_size)
+    if 'mask_ratio' in backbone:
+        check_mask_ratio(backbone['mask_ratio'], 'model.backbone.mask_ratio')
+    masker = model.get('masker') or {}
+    if 'mask_ratio' in masker:
+        check_mask_ratio(masker['mask_ratio'], 'model.masker.mask_ratio')
+    loader = cfg.get('train_dataloader') or {}
+    dataset = loader.get('dataset') or {}
+    out_size = _pipeline_size(dataset.get('pipeline'))
+    want = (img_size, img_size) if isinstance(img_size, int) else tuple(
+        img_size)
+    if out_size is not None and out_size != want:
+        raise ValueError(
+            f'the training pipeline makes {out_size} images but '
+            f'model.backbone.img_size={img_size}: set both to the same size')
+
+
+def prepare_config(cfg: Config) -> Config:
+    """Check the config and adapt it to the machine (gloo without a GPU)."""
+    check_config(cfg)
+    if not torch.cuda.is_available():
+        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+        cfg.env_cfg.dist_cfg['backend'] = 'gloo'
+    return cfg

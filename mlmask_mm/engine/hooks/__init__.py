@@ -1,0 +1,3 @@
+from .mask_visualization_hook import MaskVisualizationHook
+
+__all__ = ['MaskVisualizationHook']

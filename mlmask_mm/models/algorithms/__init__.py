@@ -1,0 +1,4 @@
+from .masked_mae import MaskedMAE
+from .masked_vit import MaskableViT, check_patch_grid
+
+__all__ = ['MaskedMAE', 'MaskableViT', 'check_patch_grid']

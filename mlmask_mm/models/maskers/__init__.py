@@ -1,0 +1,14 @@
+"""Maskers: one file per strategy, all behind :class:`BaseMasker`."""
+from .base import (BaseMasker, MaskContext, MaskResult, check_mask_ratio,
+                   mask_from_ranking, num_visible)
+from .block_masker import BlockMasker
+from .composite_masker import CompositeMasker
+from .grid_masker import GridMasker
+from .random_masker import RandomMasker
+from .region_masker import RegionMasker
+
+__all__ = [
+    'BaseMasker', 'MaskContext', 'MaskResult', 'check_mask_ratio',
+    'mask_from_ranking', 'num_visible', 'RandomMasker', 'BlockMasker',
+    'GridMasker', 'RegionMasker', 'CompositeMasker'
+]

@@ -1,0 +1,3 @@
+from . import safe_checkpoint
+
+__all__ = ['safe_checkpoint']

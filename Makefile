@@ -1,0 +1,38 @@
+# Two commands for users (see README.md):
+#   make demo   venv + pinned stack + a small MAE pretraining run on the embedded data
+#   make test   the same, plus full mmcv (built once, cached), then the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CORE   := $(VENV)/.core-installed
+FULL   := $(VENV)/.mmcv-installed
+
+.PHONY: demo test install install-full clean
+
+install: $(CORE)
+
+$(CORE): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip "setuptools>=77.0.3,<82" wheel
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	@# mmcv-lite unless a full mmcv (tools/install_mmcv.sh) is already there
+	$(PY) -c "import importlib.metadata as m; m.version('mmcv')" 2>/dev/null \
+	  || $(PY) -m pip install -q mmcv-lite==2.1.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install-full: $(FULL)
+
+$(FULL): $(CORE) tools/install_mmcv.sh
+	bash tools/install_mmcv.sh $(PY)
+	touch $@
+
+demo: $(CORE)
+	$(PY) tools/train.py configs/mae/mae_vit-tiny-p4_demo.py --work-dir work_dirs/demo
+	@echo "checkpoint: work_dirs/demo/iter_400.pth   picture: work_dirs/demo/masks_final.png"
+
+test: $(FULL)
+	$(PY) -m pytest tests -q
+
+clean:
+	rm -rf $(VENV) work_dirs

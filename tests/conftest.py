@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny generated image folders and tiny MAE configs."""
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from PIL import Image
+
+import mlmask_mm  # noqa: F401  (registers everything)
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO_CONFIG = osp.join(REPO, 'configs', 'mae', 'mae_vit-tiny-p4_demo.py')
+
+
+def make_image_folder(root: str, classes=('a', 'b'), per_class: int = 8,
+                      size: int = 16, seed: int = 0) -> str:
+    """Write per_class random RGB JPEGs for each class under root/<class>/."""
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        os.makedirs(osp.join(root, c), exist_ok=True)
+        for i in range(per_class):
+            arr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(osp.join(root, c, f'{i:04d}.jpg'))
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    return make_image_folder(str(tmp_path / 'images'))
+
+
+def tiny_config(data_root: str, work_dir: str, max_iters: int = 4,
+                img_size: int = 16, patch_size: int = 4,
+                batch_size: int = 4, **model_overrides) -> Config:
+    """The demo config shrunk to a 2-block ViT on 16 px images."""
+    cfg = Config.fromfile(DEMO_CONFIG)
+    cfg.work_dir = work_dir
+    cfg.model.backbone.arch = dict(
+        embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+    cfg.model.backbone.img_size = img_size
+    cfg.model.backbone.patch_size = patch_size
+    cfg.model.neck.update(
+        num_patches=(img_size // patch_size)**2, patch_size=patch_size,
+        embed_dim=32, decoder_embed_dim=32, decoder_depth=1,
+        decoder_num_heads=2)
+    cfg.model.head.patch_size = patch_size
+    cfg.model.update(model_overrides)
+    ds = cfg.train_dataloader.dataset
+    ds.data_root = data_root
+    for t in ds.pipeline:
+        if t['type'] == 'RandomResizedCrop':
+            t['scale'] = img_size
+    cfg.train_dataloader.batch_size = batch_size
+    cfg.train_dataloader.num_workers = 0
+    cfg.train_dataloader.persistent_workers = False
+    cfg.train_cfg.max_iters = max_iters
+    cfg.param_scheduler = [
+        dict(type='CosineAnnealingLR', by_epoch=False, begin=0,
+             end=max_iters, eta_min=1e-5)
+    ]
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=2, by_epoch=False)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.custom_hooks = []
+    cfg.randomness = dict(seed=0, deterministic=False)
+    return cfg
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    torch.set_num_threads(2)
+    yield

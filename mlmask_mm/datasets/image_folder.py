@@ -1,4 +1,5 @@
 """Class-folder image dataset that fails early and clearly on bad paths."""
+import os
 import os.path as osp
 
 from mmpretrain.datasets import CustomDataset
@@ -24,9 +25,19 @@ class ImageFolder(CustomDataset):
                 f'ImageFolder: data_root={data_root!r} '
                 f'(data_prefix={data_prefix!r}) is not a folder: expected '
                 'class folders of images at that path')
-        super().__init__(
-            data_root=data_root, data_prefix=data_prefix, **kwargs)
-        if not kwargs.get('lazy_init', False) and len(self) == 0:
+        extensions = tuple(e.lower() for e in kwargs.get(
+            'extensions', ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm',
+                           '.tif')))
+        if not kwargs.get('ann_file') and not _has_image(folder, extensions):
             raise ValueError(
                 f'ImageFolder: data_root={data_root!r} holds no images '
-                f'with extensions {self.extensions}')
+                f'with extensions {extensions}')
+        super().__init__(
+            data_root=data_root, data_prefix=data_prefix, **kwargs)
+
+
+def _has_image(folder: str, extensions) -> bool:
+    for _, _, files in os.walk(folder, followlinks=True):
+        if any(f.lower().endswith(extensions) for f in files):
+            return True
+    return False

@@ -11,6 +11,7 @@ else is mmpretrain's MAE (backbone, decoder neck, pixel head).
 from typing import Dict, List, Optional, Union
 
 import torch
+from mmengine.registry import DefaultScope
 from mmpretrain.models.selfsup.mae import MAE
 from mmpretrain.structures import DataSample
 
@@ -40,7 +41,11 @@ class MaskedMAE(MAE):
                  masker: Optional[Union[dict, BaseMasker]] = None,
                  compile: Union[bool, dict] = False,
                  **kwargs) -> None:
-        super().__init__(backbone=backbone, neck=neck, head=head, **kwargs)
+        # build the parts in this package's scope (its registry falls back to
+        # mmpretrain's), also when the config's default scope is another one
+        with DefaultScope.overwrite_default_scope('mlmask_mm'):
+            super().__init__(backbone=backbone, neck=neck, head=head,
+                             **kwargs)
         if not hasattr(self.backbone, 'encode_visible'):
             raise TypeError(
                 'MaskedMAE needs a backbone with embed()/encode_visible() '

@@ -115,3 +115,9 @@ def test_patch_grid_error(img_size, patch_size):
                        match=f'img_size={img_size} is not divisible by '
                        f'patch_size={patch_size}'):
         MODELS.build(cfg)
+
+
+def test_masker_ratio_is_authoritative():
+    cfg = model_cfg(masker=dict(type='GridMasker', stride=3))
+    model = MODELS.build(cfg)
+    assert model.backbone.mask_ratio == model.masker.mask_ratio == 1 - 1 / 9

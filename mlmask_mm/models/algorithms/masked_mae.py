@@ -10,7 +10,10 @@ else is mmpretrain's MAE (backbone, decoder neck, pixel head).
 """
 from typing import Dict, List, Optional, Union
 
+import logging
+
 import torch
+from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
 from mmpretrain.models.selfsup.mae import MAE
 from mmpretrain.structures import DataSample
@@ -28,7 +31,8 @@ class MaskedMAE(MAE):
         neck, head: as mmpretrain's MAE (``MAEPretrainDecoder``,
             ``MAEPretrainHead``).
         masker: any registered masker; defaults to ``RandomMasker`` with the
-            backbone's ``mask_ratio``.
+            backbone's ``mask_ratio``.  The masker's ratio is the one used
+            (the backbone's is set to it, with a warning when they differ).
         compile: ``True`` or a dict of ``torch.compile`` kwargs to compile the
             encoder and decoder blocks (the masker stays eager).
         **kwargs: the rest of ``BaseSelfSupervisor``'s arguments.
@@ -55,6 +59,13 @@ class MaskedMAE(MAE):
                 type='RandomMasker', mask_ratio=self.backbone.mask_ratio)
         self.masker = masker if isinstance(masker,
                                            BaseMasker) else MODELS.build(masker)
+        if self.backbone.mask_ratio != self.masker.mask_ratio:
+            print_log(
+                f'model.backbone.mask_ratio={self.backbone.mask_ratio} is '
+                f'replaced by the masker\'s mask_ratio='
+                f'{self.masker.mask_ratio}: the masker decides the mask',
+                logger='current', level=logging.WARNING)
+            self.backbone.mask_ratio = self.masker.mask_ratio
         if compile:
             self._compile(compile if isinstance(compile, dict) else {})
 

@@ -49,10 +49,35 @@ def check_config(cfg: Config) -> None:
             f'model.backbone.img_size={img_size}: set both to the same size')
 
 
+def _init_cpu_distributed(cfg: Config) -> None:
+    """Distributed runs without a GPU (torchrun + gloo on CPU processes).
+
+    mmengine 0.10's ``init_dist('pytorch')`` calls ``torch.cuda.set_device``
+    and its DDP wrapper passes ``device_ids=[LOCAL_RANK]``: both fail on a
+    machine without CUDA.  Initialise the gloo process group from torchrun's
+    environment here (the Runner then skips ``init_dist``) and wrap the model
+    without device ids.
+    """
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend='gloo', **{k: v for k, v in cfg.env_cfg.dist_cfg.items()
+                               if k != 'backend'})
+    wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    wrapper.setdefault('broadcast_buffers', False)
+    wrapper.setdefault('find_unused_parameters',
+                       cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
 def prepare_config(cfg: Config) -> Config:
     """Check the config and adapt it to the machine (gloo without a GPU)."""
     check_config(cfg)
     if not torch.cuda.is_available():
         cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
         cfg.env_cfg.dist_cfg['backend'] = 'gloo'
+        if cfg.get('launcher', 'none') == 'pytorch':
+            _init_cpu_distributed(cfg)
     return cfg

@@ -8,6 +8,8 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # RNG states in checkpoints, restored on resume (exact resumes)
+    rng_state=dict(type='mlmask_mm.RNGStateHook'),
 )
 
 env_cfg = dict(

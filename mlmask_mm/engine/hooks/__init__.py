@@ -1,3 +1,4 @@
 from .mask_visualization_hook import MaskVisualizationHook
+from .rng_state_hook import RNGStateHook
 
-__all__ = ['MaskVisualizationHook']
+__all__ = ['MaskVisualizationHook', 'RNGStateHook']

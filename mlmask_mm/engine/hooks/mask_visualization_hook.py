@@ -8,6 +8,7 @@ from mmengine.model import is_model_wrapper
 
 from mlmask_mm.registry import HOOKS
 from mlmask_mm.visualization import render_mask_grid, save_png
+from .rng_state_hook import get_rng_state, set_rng_state
 
 
 @HOOKS.register_module()
@@ -42,12 +43,16 @@ class MaskVisualizationHook(Hook):
     def render(self, runner, name: str) -> str:
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
-        data = model.data_preprocessor(self._fixed_batch(runner), False)
-        # a fixed RNG for the masker so successive pictures are comparable
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+        # the pipeline and the masker draw random numbers: leave every RNG
+        # as it was, so a picture never changes training (exact resume)
+        state = get_rng_state()
+        try:
+            torch.manual_seed(self.seed)  # comparable pictures over time
+            data = model.data_preprocessor(self._fixed_batch(runner), False)
             grid = render_mask_grid(model, data['inputs'],
                                     data['data_samples'])
+        finally:
+            set_rng_state(state)
         path = osp.join(runner.work_dir, name)
         save_png(grid, path)
         runner.logger.info(f'mask picture saved to {path}')

@@ -104,9 +104,12 @@ class _RestoreBeforeNext:
 class RNGStateHook(Hook):
     """Make resumed training draw the random numbers of uninterrupted runs.
 
-    Registered in ``configs/_base_/default_runtime.py`` as
+    Registered in ``configs/_base_/default_runtime.py`` (as
+    ``mlmask_mm.RNGStateHook``, found from any default scope) as
     ``default_hooks.rng_state`` (``default_hooks`` merge by key, so configs
-    that replace ``custom_hooks`` keep it).  Set it to ``None`` to disable.
+    that replace ``custom_hooks`` keep it).  To run without it, remove the
+    key (``cfg.default_hooks.pop('rng_state')``): mmengine accepts ``None``
+    only for the default hooks it defines itself.
     """
 
     # after every other hook of an iteration, just before CheckpointHook
@@ -181,8 +184,8 @@ class RNGStateHook(Hook):
         if pending is None:
             return None
         loop = runner.train_loop
-        if (pending['iter'], pending['epoch']) != (loop.iter, loop.epoch) \
-                or (loop.iter == 0 and loop.epoch == 0):
+        at = (getattr(loop, 'iter', None), getattr(loop, 'epoch', None))
+        if (pending['iter'], pending['epoch']) != at or at == (0, 0):
             return None  # load_from into a new run, not a resume
         rank, world_size = get_dist_info()
         states = pending['states']

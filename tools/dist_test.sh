@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Distributed testing with torchrun (mmpretrain's tools/dist_test.sh).
+#
+#   tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args ...]
+#
+# GPUS is the number of processes on this node (one per GPU; on a machine
+# without GPUs, CPU processes on the gloo backend).  Multi-node runs set
+# NNODES, NODE_RANK, MASTER_ADDR and PORT on each node.  PYTHON selects the
+# interpreter (default: the `python` of the active environment).
+set -e
+
+if [ $# -lt 3 ]; then
+    echo "usage: $0 CONFIG CHECKPOINT GPUS [test.py args ...]" >&2
+    exit 2
+fi
+
+CONFIG=$1
+CHECKPOINT=$2
+GPUS=$3
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+PYTHON=${PYTHON:-python}
+
+PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
+exec "$PYTHON" -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
+    "$(dirname "$0")/test.py" \
+    "$CONFIG" \
+    "$CHECKPOINT" \
+    --launcher pytorch "${@:4}"

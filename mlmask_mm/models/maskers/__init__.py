@@ -6,9 +6,10 @@ from .composite_masker import CompositeMasker
 from .grid_masker import GridMasker
 from .random_masker import RandomMasker
 from .region_masker import RegionMasker
+from .self_guided_masker import SelfGuidedMasker
 
 __all__ = [
     'BaseMasker', 'MaskContext', 'MaskResult', 'check_mask_ratio',
     'mask_from_ranking', 'num_visible', 'RandomMasker', 'BlockMasker',
-    'GridMasker', 'RegionMasker', 'CompositeMasker'
+    'GridMasker', 'RegionMasker', 'CompositeMasker', 'SelfGuidedMasker'
 ]

@@ -1,0 +1,119 @@
+"""Self-Guided MAE's informed masker: Ncut solver, bi-partition, hints."""
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from mlmask_mm.models.maskers.self_guided_masker import (
+    SelfGuidedMasker, affinity, fiedler_vector, informed_ranking,
+    object_relevance)
+from mlmask_mm.registry import MODELS
+
+
+def scipy_fiedler(W: torch.Tensor) -> torch.Tensor:
+    """Reference: eigenvector of the 2nd smallest λ of (D − W) y = λ D y."""
+    w = W.numpy()
+    D = np.diag(w.sum(1))
+    _, vecs = scipy.linalg.eigh(D - w, D)
+    y = torch.from_numpy(vecs[:, 1])
+    return y / y.norm()
+
+
+def clustered_features(B=3, L=49, C=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(2, C, generator=g, dtype=torch.float64) * 3
+    labels = (torch.rand(B, L, generator=g) > 0.6).long()
+    noise = torch.randn(B, L, C, generator=g, dtype=torch.float64)
+    return centres[labels] + noise, labels
+
+
+@pytest.mark.parametrize('kind', ['clustered', 'random'])
+def test_fiedler_vector_matches_scipy_generalised_eigh(kind):
+    if kind == 'clustered':
+        feats, _ = clustered_features()
+        W = affinity(feats)
+    else:
+        g = torch.Generator().manual_seed(1)
+        W = affinity(torch.randn(3, 40, 8, generator=g, dtype=torch.float64),
+                     tau=0.0)
+    y, iters = fiedler_vector(W, tol=1e-11, max_iters=5000)
+    assert iters < 5000
+    for b in range(W.shape[0]):
+        ref = scipy_fiedler(W[b])
+        err = min((y[b] - ref).norm(), (y[b] + ref).norm())  # up to sign
+        assert err < 1e-6, (b, float(err))
+
+
+def test_ncut_recovers_two_flat_regions():
+    """An image of two flat regions (with a little noise) splits in two."""
+    g = torch.Generator().manual_seed(0)
+    B, h, w, p = 2, 8, 8, 4
+    region = torch.zeros(B, h, w, dtype=torch.bool)
+    region[0, :, :3] = True           # left strip
+    region[1, 2:6, 2:6] = True        # centred square ("object")
+    colours = torch.tensor([[0.9, 0.2, 0.1], [0.1, 0.3, 0.8]])
+    pix = torch.where(region[..., None], colours[0], colours[1])  # B h w 3
+    patches = pix[..., None, :].expand(B, h, w, p * p, 3).reshape(
+        B, h * w, -1)
+    patches = patches + 0.05 * torch.randn(patches.shape, generator=g)
+    patches = patches - patches.mean(dim=1, keepdim=True)  # centre features
+    y, _ = fiedler_vector(affinity(patches.double()), tol=1e-8,
+                          max_iters=500)
+    side = y > y.mean(-1, keepdim=True)
+    truth = region.flatten(1)
+    for b in range(B):
+        agree = (side[b] == truth[b]).float().mean()
+        assert max(agree, 1 - agree) == 1.0
+
+
+def test_relevance_is_high_on_the_object_cluster():
+    feats, labels = clustered_features()
+    y, _ = fiedler_vector(affinity(feats), tol=1e-10, max_iters=1000)
+    rel = object_relevance(feats, y)
+    side = y > y.mean(-1, keepdim=True)
+    anchor = y.abs().argmax(-1, keepdim=True)
+    obj = side == torch.gather(side, 1, anchor)
+    for b in range(feats.shape[0]):
+        assert rel[b][obj[b]].min() > rel[b][~obj[b]].max()
+
+
+@pytest.mark.parametrize('hint_ratio,mode', [(0.0, 'uniform'),
+                                             (0.1, 'uniform'),
+                                             (0.25, 'relevance')])
+def test_exact_counts_and_hints_inside_object_set(hint_ratio, mode):
+    g = torch.Generator().manual_seed(3)
+    B, L, num_mask = 4, 64, 48
+    rel = torch.rand(B, L, generator=g)
+    ranking = informed_ranking(rel, num_mask, hint_ratio, mode, generator=g)
+    masked = ranking > 0.5
+    assert torch.all(masked.sum(-1) == num_mask)
+    top = rel.argsort(-1, descending=True)[:, :num_mask]
+    in_top = torch.zeros(B, L, dtype=torch.bool).scatter_(1, top, True)
+    n_hint = round(hint_ratio * num_mask)
+    hints = in_top & ~masked  # revealed although among the most relevant
+    assert torch.all(hints.sum(-1) == n_hint)
+    # the swapped-in patches are the least relevant visible ones
+    fillers = masked & ~in_top
+    assert torch.all(fillers.sum(-1) == n_hint)
+    if n_hint:
+        least = rel.argsort(-1)[:, :n_hint]
+        assert torch.equal(fillers, torch.zeros(B, L, dtype=torch.bool)
+                           .scatter_(1, least, True))
+
+
+def test_masker_in_masked_mae_uses_model_features():
+    from test_masked_mae import model_cfg
+    model = MODELS.build(model_cfg(masker=dict(
+        type='SelfGuidedMasker', mask_ratio=0.75, hint_ratio=0.1)))
+    images = torch.randn(3, 3, 16, 16)
+    _, result = model.mask(images)
+    assert torch.all(result.mask.sum(-1) == 16 - 4)
+    assert result.scores.shape == (3, 16)
+    loss = model.loss(images, [])['loss']
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.masker.last_solver_iters >= 1
+    with pytest.raises(ValueError, match='needs the model'):
+        model.masker(torch.zeros(1, 16, 32))
+    with pytest.raises(ValueError, match='hint_ratio'):
+        SelfGuidedMasker(hint_ratio=1.0)

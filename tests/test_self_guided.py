@@ -117,3 +117,124 @@ def test_masker_in_masked_mae_uses_model_features():
         model.masker(torch.zeros(1, 16, 32))
     with pytest.raises(ValueError, match='hint_ratio'):
         SelfGuidedMasker(hint_ratio=1.0)
+
+
+# ------------------------------------------------------ exploitation rates
+def test_exploitation_rates_of_a_hand_built_attention():
+    from mlmask_mm.engine.exploitation import exploitation_rates
+    # 4 tokens: V = {0, 1}, M = {2, 3}; rows are queries
+    A1 = torch.tensor([[0.4, 0.2, 0.3, 0.1],
+                       [0.1, 0.5, 0.2, 0.2],
+                       [0.3, 0.1, 0.4, 0.2],
+                       [0.2, 0.2, 0.1, 0.5]], dtype=torch.float64)
+    A2 = torch.tensor([[0.25] * 4,
+                       [0.7, 0.1, 0.1, 0.1],
+                       [0.1, 0.1, 0.1, 0.7],
+                       [0.0, 0.2, 0.3, 0.5]], dtype=torch.float64)
+    mask = torch.tensor([[0., 0., 1., 1.]])
+    m = 0.5
+    out = exploitation_rates([A1[None], A2[None]], mask, m)
+
+    def r(A, src, dst):  # (1/|dst|) Σ_{i∈dst} Σ_{j∈src} A_ij
+        return sum(A[i, j] for i in dst for j in src) / len(dst)
+
+    V, M = [0, 1], [2, 3]
+    sets = {'V': V, 'M': M}
+    R = {(a, b): 1.0 for a in 'VM' for b in 'VM'}
+    for layer, A in enumerate((A1, A2)):
+        R = {(a, b): r(A, sets[a], sets[b]) * R[(a, a)] +
+             r(A, sets[b], sets[b]) * R[(a, b)] for a in 'VM' for b in 'VM'}
+        R_VO = m * R[('V', 'M')] + (1 - m) * R[('V', 'V')]
+        R_MO = m * R[('M', 'M')] + (1 - m) * R[('M', 'V')]
+        assert torch.isclose(out[layer]['R_VO'], torch.tensor(R_VO,
+                             dtype=torch.float64))
+        assert torch.isclose(out[layer]['R_MO'], torch.tensor(R_MO,
+                             dtype=torch.float64))
+    # layer 1 by hand: r_VV = (0.6 + 0.6)/2, r_MM = (0.6 + 0.6)/2 ...
+    assert torch.isclose(out[0]['R_VV'], torch.tensor(1.2, dtype=torch.float64))
+
+
+def test_recorded_attention_reproduces_the_block_output():
+    """The recomputed weights are the ones SDPA applied."""
+    from test_masked_mae import model_cfg
+    from mlmask_mm.engine.exploitation import record_decoder_attention
+    model = MODELS.build(model_cfg())
+    model.init_weights()
+    model.eval()
+    attn = model.neck.decoder_blocks[0].attn
+    x = torch.randn(2, 17, 16)
+    with record_decoder_attention(model.neck) as rec:
+        attn(x)
+    w = rec[0]
+    assert w.shape == (2, 17, 17)
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 17))
+    # with one head the average is the attention itself: A v, projected,
+    # must be the block's SDPA output
+    attn.num_heads, attn.head_dims = 1, attn.embed_dims
+    with record_decoder_attention(model.neck) as rec:
+        out = attn(x)
+    v = attn.qkv(x)[..., 2 * attn.embed_dims:]
+    expected = attn.proj(rec[0] @ v)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------- start hook
+def sg_config(image_folder, work_dir, max_iters=6, **hook):
+    from conftest import tiny_config
+    cfg = tiny_config(image_folder, work_dir, max_iters=max_iters)
+    cfg.model.masker = dict(
+        type='CompositeMasker', mode='switch',
+        maskers=[dict(type='RandomMasker', mask_ratio=0.75),
+                 dict(type='SelfGuidedMasker', mask_ratio=0.75)])
+    cfg.custom_hooks = [dict(type='SelfGuidedStartHook', by_epoch=False,
+                             interval=1, num_images=4, **hook)]
+    return cfg
+
+
+def test_hook_switches_exactly_when_criterion_holds(image_folder, tmp_path,
+                                                    monkeypatch):
+    from mmengine.runner import Runner
+    from mlmask_mm.apis import prepare_config
+    from mlmask_mm.engine.hooks import self_guided_hook
+    # R_MO - R_VO after iterations 1, 2, 3, ...: crosses 0 at iteration 3
+    sequence = iter([(1.0, 0.5), (1.0, 0.9), (1.0, 1.0), (1.0, 0.2)] + [
+        (1.0, 0.0)] * 10)
+    seen = []
+
+    def fake_measure(self, runner):
+        seen.append((runner.iter, int(self._maskers(runner).active)))
+        return next(sequence)
+
+    monkeypatch.setattr(self_guided_hook.SelfGuidedStartHook, 'measure',
+                        fake_measure)
+    cfg = sg_config(image_folder, str(tmp_path / 'w'), max_iters=5)
+    runner = Runner.from_cfg(prepare_config(cfg))
+    runner.train()
+    # measured after iterations 1..5 (runner.iter is the finished count - 1)
+    assert [active for _, active in seen] == [0, 0, 0, 1, 1]
+    assert int(runner.model.masker.active) == 1
+    ckpt = torch.load(tmp_path / 'w' / 'iter_4.pth', weights_only=True)
+    assert int(ckpt['state_dict']['masker.active']) == 1  # survives resume
+
+
+def test_hook_fixed_start_and_real_rates_through_runner(image_folder,
+                                                        tmp_path):
+    from mmengine.runner import Runner
+    from mlmask_mm.apis import prepare_config
+    cfg = sg_config(image_folder, str(tmp_path / 'w'), max_iters=4, start=2,
+                    hint_ratio=(0.2, 0.0))
+    runner = Runner.from_cfg(prepare_config(cfg))
+    runner.train()
+    hub = runner.message_hub
+    assert int(runner.model.masker.active) == 1
+    r_vo = hub.get_scalar('train/sg_R_VO').current()
+    r_mo = hub.get_scalar('train/sg_R_MO').current()
+    assert r_vo > 0 and r_mo > 0
+    assert 0 <= hub.get_scalar('train/sg_hint_ratio').current() < 0.2
+    # resume from iteration 2 continues with informed masks
+    cfg = sg_config(image_folder, str(tmp_path / 'w'), max_iters=4, start=2)
+    cfg.resume, cfg.load_from = True, str(tmp_path / 'w' / 'iter_2.pth')
+    runner = Runner.from_cfg(prepare_config(cfg))
+    runner.call_hook('before_run')
+    runner.load_or_resume()
+    assert int(runner.model.masker.active) == 1

@@ -1,4 +1,5 @@
 from .mask_visualization_hook import MaskVisualizationHook
 from .rng_state_hook import RNGStateHook
+from .self_guided_hook import SelfGuidedStartHook
 
-__all__ = ['MaskVisualizationHook', 'RNGStateHook']
+__all__ = ['MaskVisualizationHook', 'RNGStateHook', 'SelfGuidedStartHook']

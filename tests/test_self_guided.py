@@ -238,3 +238,17 @@ def test_hook_fixed_start_and_real_rates_through_runner(image_folder,
     runner.call_hook('before_run')
     runner.load_or_resume()
     assert int(runner.model.masker.active) == 1
+
+
+def test_sg_configs_build():
+    import os.path as osp
+    from mmengine.config import Config
+    from conftest import REPO
+    from mlmask_mm.apis import check_config
+    for name in ('sg-mae_vit-tiny-p4_demo.py',
+                 'sg-mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'):
+        cfg = Config.fromfile(osp.join(REPO, 'configs', 'sg_mae', name))
+        check_config(cfg)
+        assert cfg.model.masker.maskers[1].type == 'SelfGuidedMasker'
+        assert cfg.custom_hooks[0].type == 'SelfGuidedStartHook'
+        assert 'RandomMasker' in str(cfg.model.masker.maskers[0])

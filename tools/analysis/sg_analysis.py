@@ -1,0 +1,192 @@
+"""Self-Guided MAE analysis of a checkpoint on a folder of images.
+
+    python tools/analysis/sg_analysis.py CONFIG [CHECKPOINT] --data DIR
+        [--num-images 16] [--out-dir analysis] [--cfg-options ...]
+
+Writes ``metrics.json`` (feature variance σF, similarity variance σS, mean
+attention distance per encoder layer, exploitation rates R_{V→O} / R_{M→O}
+per decoder layer under random masks, bi-partition gap μ_intra − μ_inter),
+``metrics.png`` (those curves) and ``masks.png`` (rows: image | Ncut
+bi-partition, object cluster bright | informed mask | relevance heat map).
+Works for any MaskedMAE checkpoint of the package (every masking method).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+
+import numpy as np
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.dataset import default_collate
+from mmengine.registry import init_default_scope
+from mmengine.runner import load_checkpoint
+from PIL import Image
+
+from mlmask_mm.apis import prepare_config
+from mlmask_mm.engine.exploitation import measure_exploitation, \
+    record_attention
+from mlmask_mm.evaluation import (attention_distance, bipartition_gap,
+                                  feature_variance, similarity_variance)
+from mlmask_mm.models.maskers import MaskContext, RandomMasker
+from mlmask_mm.models.maskers.self_guided_masker import (SelfGuidedMasker,
+                                                         affinity,
+                                                         fiedler_vector,
+                                                         object_relevance)
+from mlmask_mm.registry import DATASETS, MODELS
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('config')
+    p.add_argument('checkpoint', nargs='?')
+    p.add_argument('--data', help='class-folder tree (default: the config '
+                   'train set)')
+    p.add_argument('--num-images', type=int, default=16)
+    p.add_argument('--feature-layer', type=int, default=-2)
+    p.add_argument('--out-dir', default='analysis')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return p.parse_args()
+
+
+def build(args):
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg = prepare_config(cfg)
+    init_default_scope(cfg.get('default_scope', 'mlmask_mm'))
+    if cfg.get('data_preprocessor') and 'data_preprocessor' not in cfg.model:
+        cfg.model.data_preprocessor = cfg.data_preprocessor
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    if args.checkpoint:
+        load_checkpoint(model, args.checkpoint, map_location='cpu')
+    model.eval()
+    dataset_cfg = cfg.train_dataloader.dataset
+    if args.data:
+        dataset_cfg.data_root = args.data
+    # deterministic views: no random crop / flip for the analysis
+    dataset_cfg.pipeline = [
+        t for t in dataset_cfg.pipeline
+        if t['type'] not in ('RandomResizedCrop', 'RandomFlip')
+    ]
+    dataset = DATASETS.build(dataset_cfg)
+    n = min(args.num_images, len(dataset))
+    idx = torch.linspace(0, len(dataset) - 1, n).round().long().tolist()
+    batch = default_collate([dataset[i] for i in idx])
+    inputs = model.data_preprocessor(batch, False)['inputs']
+    return model, inputs
+
+
+@torch.no_grad()
+def analyse(model, inputs, feature_layer=-2, seed=0):
+    """All metrics as a JSON-able dict, plus what the picture needs."""
+    backbone = model.backbone
+    grid = tuple(backbone.patch_resolution)
+    tokens = backbone.embed(inputs)
+    sg = SelfGuidedMasker(mask_ratio=model.masker.mask_ratio,
+                          feature_layer=feature_layer, hint_ratio=0.0)
+    with record_attention(backbone.layers) as enc_attn:
+        cls = (backbone.cls_token + backbone.pos_embed[:, :1]).expand(
+            tokens.shape[0], -1, -1)
+        x = torch.cat([cls, tokens], 1)
+        per_layer = []
+        for layer in backbone.layers:
+            x = layer(x)
+            per_layer.append(x[:, 1:])
+    feats = per_layer[feature_layer % len(per_layer)].float()
+    y1, iters = fiedler_vector(affinity(feats), tol=1e-5, max_iters=500)
+    side = y1 > y1.mean(-1, keepdim=True)
+    anchor = y1.abs().argmax(-1, keepdim=True)
+    obj = side == torch.gather(side, 1, anchor)
+    relevance = object_relevance(feats, y1)
+    informed = sg.informed_mask(feats)
+    torch.manual_seed(seed)
+    saved = model.masker
+    model.masker = RandomMasker(saved.mask_ratio)
+    try:
+        rates = measure_exploitation(model, inputs)
+    finally:
+        model.masker = saved
+    metrics = dict(
+        num_images=int(inputs.shape[0]),
+        feature_layer=feature_layer,
+        feature_variance=[float(feature_variance(f)) for f in per_layer],
+        similarity_variance=[
+            float(similarity_variance(f)) for f in per_layer
+        ],
+        attention_distance=[
+            float(attention_distance(a[:, 1:, 1:], grid)) for a in enc_attn
+        ],
+        exploitation=[{k: float(v) for k, v in r.items()} for r in rates],
+        bipartition_gap=float(bipartition_gap(feats, obj)),
+        solver_iterations=int(iters),
+    )
+    return metrics, obj, informed, relevance
+
+
+def render(model, inputs, obj, informed, relevance, scale=4):
+    """image | bi-partition | informed mask | relevance, one row per image."""
+    from mlmask_mm.visualization.mask_grid import _heat, _to_uint8
+    prep = model.data_preprocessor
+    img = _to_uint8(inputs, prep.mean, prep.std)
+    B, H, W, _ = img.shape
+    h, w = model.backbone.patch_resolution
+
+    def up(patch_map):  # B x L → B x H x W x 1
+        m = patch_map.float().view(B, 1, h, w)
+        m = torch.nn.functional.interpolate(m, size=(H, W), mode='nearest')
+        return m[:, 0, ..., None].cpu().numpy()
+
+    part = (img * (0.25 + 0.75 * up(obj))).astype(np.uint8)
+    masked = np.where(up(informed.mask) > 0.5, 128, img).astype(np.uint8)
+    cols = [img, part, masked, _heat(relevance, (H, W))]
+    pad = 2
+    out = np.full((B * (H + pad) + pad, len(cols) * (W + pad) + pad, 3), 255,
+                  np.uint8)
+    for r in range(B):
+        for c, col in enumerate(cols):
+            y, x = pad + r * (H + pad), pad + c * (W + pad)
+            out[y:y + H, x:x + W] = col[r]
+    return out.repeat(scale, 0).repeat(scale, 1)
+
+
+def plot(metrics, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    axes[0].plot(metrics['feature_variance'], label='σF')
+    axes[0].plot(metrics['similarity_variance'], label='σS')
+    axes[0].set_xlabel('encoder layer')
+    axes[0].legend()
+    axes[1].plot(metrics['attention_distance'])
+    axes[1].set_xlabel('encoder layer')
+    axes[1].set_ylabel('attention distance (patches)')
+    ex = metrics['exploitation']
+    axes[2].plot([e['R_VO'] for e in ex], 'o-', label='R V→O')
+    axes[2].plot([e['R_MO'] for e in ex], 's-', label='R M→O')
+    axes[2].set_xlabel('decoder layer')
+    axes[2].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main():
+    args = parse_args()
+    model, inputs = build(args)
+    metrics, obj, informed, relevance = analyse(model, inputs,
+                                                args.feature_layer, args.seed)
+    os.makedirs(args.out_dir, exist_ok=True)
+    with open(osp.join(args.out_dir, 'metrics.json'), 'w') as f:
+        json.dump(metrics, f, indent=2)
+    plot(metrics, osp.join(args.out_dir, 'metrics.png'))
+    Image.fromarray(render(model, inputs, obj, informed, relevance)).save(
+        osp.join(args.out_dir, 'masks.png'))
+    print(json.dumps(metrics, indent=2))
+
+
+if __name__ == '__main__':
+    main()

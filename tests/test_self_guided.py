@@ -246,6 +246,7 @@ def test_sg_configs_build():
     from conftest import REPO
     from mlmask_mm.apis import check_config
     for name in ('sg-mae_vit-tiny-p4_demo.py',
+                 'sg-mae_vit-tiny-p2_cifar10.py',
                  'sg-mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'):
         cfg = Config.fromfile(osp.join(REPO, 'configs', 'sg_mae', name))
         check_config(cfg)

@@ -1,3 +1,4 @@
+from .cl_mae import CLMAE  # noqa: F401
 from .masked_mae import MaskedMAE
 from .masked_vit import MaskableViT, check_patch_grid
 

@@ -3,6 +3,7 @@ from .base import (BaseMasker, MaskContext, MaskResult, check_mask_ratio,
                    mask_from_ranking, num_visible)
 from .block_masker import BlockMasker
 from .composite_masker import CompositeMasker
+from .curriculum_masker import CurriculumMasker  # noqa: F401
 from .grid_masker import GridMasker
 from .random_masker import RandomMasker
 from .region_masker import RegionMasker

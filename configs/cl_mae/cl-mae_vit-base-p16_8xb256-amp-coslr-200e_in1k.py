@@ -1,0 +1,76 @@
+# CL-MAE (Madan et al., WACV 2024) on ImageNet-1k: ViT-B/16, 224 px, mask
+# ratio 0.75, 8 GPUs x 256 images, AMP, 200 epochs (warm-up 40), published
+# defaults: masking module of 5 blocks at the encoder's width, λ_bin 1.0,
+# λ_kl 0.1, λ_div 2.0, c(t) linear from +1 to -1 skipping 0.
+# Inherits mmpretrain's MAE ViT-B recipe (data pipeline, AdamW settings,
+# paramwise decay), as configs/mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py
+#   bash tools/dist_train.sh configs/cl_mae/cl-mae_vit-base-p16_8xb256-amp-coslr-200e_in1k.py 8
+_base_ = ['mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py']
+custom_imports = dict(imports=['mlmask_mm'], allow_failed_imports=False)
+default_scope = 'mlmask_mm'
+
+mask_ratio = 0.75
+model = dict(
+    _scope_='mlmask_mm',
+    type='CLMAE',
+    backbone=dict(type='MaskableViT', mask_ratio=mask_ratio),
+    masker=dict(
+        type='CurriculumMasker',
+        embed_dims=768,
+        num_layers=5,
+        num_heads=12,
+        mask_ratio=mask_ratio),
+    # cost knobs (docs/cl_mae.md): the module step every n iterations, on
+    # the first k images of the batch; published: n = 1, the whole batch
+    masker_update_interval=1,
+    masker_batch_size=None,
+    lambda_bin=1.0,
+    lambda_kl=0.1,
+    lambda_div=2.0,
+    bin_sigma=0.12,
+    div_kappa=0.1)
+
+train_dataloader = dict(batch_size=256)
+
+# two optimizers (CLMAE.train_step): AdamW (0.9, 0.95), wd 0.05,
+# lr = base lr 1e-3 x total batch / 256 = 1e-3 x 2048 / 256
+_adamw = dict(
+    type='AmpOptimWrapper',
+    loss_scale='dynamic',
+    optimizer=dict(
+        type='AdamW', lr=1e-3 * 2048 / 256, betas=(0.9, 0.95),
+        weight_decay=0.05),
+    paramwise_cfg=dict(
+        custom_keys={
+            'ln': dict(decay_mult=0.0),
+            'bias': dict(decay_mult=0.0),
+            'pos_embed': dict(decay_mult=0.),
+            'mask_token': dict(decay_mult=0.),
+            'cls_token': dict(decay_mult=0.),
+            'masker.token': dict(decay_mult=0.),
+        }))
+optim_wrapper = dict(
+    _delete_=True,
+    constructor='CLMAEOptimWrapperConstructor',
+    mae=_adamw,
+    masker=_adamw)
+
+max_epochs = 200
+warmup_epochs = 40
+_schedule = [
+    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0,
+         end=warmup_epochs, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs,
+         by_epoch=True, begin=warmup_epochs, end=max_epochs,
+         convert_to_iter_based=True)
+]
+param_scheduler = dict(_delete_=True, mae=_schedule, masker=_schedule)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+
+custom_hooks = [
+    dict(type='CurriculumHook', start=1.0, end=-1.0, shape='linear',
+         skip_zero=True),
+]
+# distributed runs: CL-MAE's own train_step averages the gradients
+model_wrapper_cfg = dict(type='CLMAEDataParallel')
+auto_scale_lr = dict(base_batch_size=2048)

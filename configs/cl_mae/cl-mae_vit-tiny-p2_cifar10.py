@@ -1,0 +1,98 @@
+# CL-MAE, ViT-tiny with 2 px patches (16 x 16 = 256 patches) on CIFAR-10,
+# one GPU, batch 256, 200 epochs (warm-up 20).
+#
+# Data: the class folders of the shared archive and the project's split
+# (files 0000-4499 of each class = `train`, 4500-4999 = `val`).  Only the
+# `train` list is read here: the `val` images must never be used for
+# pretraining (they are kept for linear probing / k-NN evaluation).
+#   mkdir -p data/cifar10
+#   tar xzf ../shared/data/cifar10/train.tar.gz -C data/cifar10
+#   python tools/dataset_converters/cifar10_split.py data/cifar10
+# which gives data/cifar10/train/<class>/NNNN.jpg and data/cifar10/meta/
+# {train,val}.txt.
+_base_ = [
+    '../_base_/models/mae_vit-tiny-p4.py',
+    '../_base_/datasets/cifar10_demo_mae.py',
+    '../_base_/default_runtime.py',
+]
+img_size = 32
+patch_size = 2
+num_patches = (img_size // patch_size)**2
+mask_ratio = 0.75
+
+model = dict(
+    type='CLMAE',
+    backbone=dict(img_size=img_size, patch_size=patch_size,
+                  mask_ratio=mask_ratio),
+    neck=dict(num_patches=num_patches, patch_size=patch_size),
+    head=dict(patch_size=patch_size),
+    # published module: 5 blocks at the encoder's width
+    masker=dict(
+        _delete_=True,
+        type='CurriculumMasker',
+        embed_dims=192,
+        num_layers=5,
+        num_heads=3,
+        mask_ratio=mask_ratio),
+    masker_update_interval=1,
+    lambda_bin=1.0,
+    lambda_kl=0.1,
+    lambda_div=2.0,
+    bin_sigma=0.12,
+    div_kappa=0.1)
+
+CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
+                   'frog', 'horse', 'ship', 'truck')
+train_dataloader = dict(
+    batch_size=256,
+    num_workers=8,
+    dataset=dict(
+        type='ImageFolder',
+        data_root='data/cifar10',
+        data_prefix='train',
+        ann_file='meta/train.txt',  # files 0000-4499 of each class only
+        with_label=True,
+        metainfo=dict(classes=CIFAR10_CLASSES)))
+
+# one optimizer per step (CLMAE.train_step); lr 1e-3 * batch / 256
+_adamw = dict(
+    type='AmpOptimWrapper',
+    loss_scale='dynamic',
+    optimizer=dict(
+        type='AdamW', lr=1e-3 * 256 / 256, betas=(0.9, 0.95),
+        weight_decay=0.05),
+    paramwise_cfg=dict(
+        custom_keys={
+            'ln': dict(decay_mult=0.0),
+            'bias': dict(decay_mult=0.0),
+            'pos_embed': dict(decay_mult=0.),
+            'mask_token': dict(decay_mult=0.),
+            'cls_token': dict(decay_mult=0.),
+            'masker.token': dict(decay_mult=0.),
+        }))
+optim_wrapper = dict(
+    constructor='CLMAEOptimWrapperConstructor', mae=_adamw, masker=_adamw)
+
+max_epochs = 200
+warmup_epochs = 20
+_schedule = [
+    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0,
+         end=warmup_epochs, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs,
+         eta_min=1e-6, by_epoch=True, begin=warmup_epochs, end=max_epochs,
+         convert_to_iter_based=True)
+]
+param_scheduler = dict(mae=_schedule, masker=_schedule)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+
+default_hooks = dict(
+    checkpoint=dict(type='CheckpointHook', interval=20, max_keep_ckpts=3),
+    logger=dict(type='LoggerHook', interval=50))
+custom_hooks = [
+    # c(t): +1 (partner) -> -1 (adversary) over all iterations, 0 skipped
+    dict(type='CurriculumHook', start=1.0, end=-1.0, shape='linear',
+         skip_zero=True),
+    dict(type='MaskVisualizationHook', num_images=8, interval=10000),
+]
+# distributed runs: CL-MAE's own train_step averages the gradients
+model_wrapper_cfg = dict(type='CLMAEDataParallel')

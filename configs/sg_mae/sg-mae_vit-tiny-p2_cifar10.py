@@ -1,0 +1,67 @@
+# Self-Guided MAE, ViT-tiny with 2 px patches (256 patches) on CIFAR-10,
+# one GPU, batch 256, 400 epochs (warm-up 40), informed masking from the
+# exploitation-rate criterion (checked every 5 epochs) or `start=N`.
+#
+# Data: the shared archive's class folders and the project's split (files
+# 0000-4499 of each class = `train`; 4500-4999 = `val`, never used here):
+#   mkdir -p data/cifar10
+#   tar xzf ../shared/data/cifar10/train.tar.gz -C data/cifar10
+#   python tools/dataset_converters/cifar10_split.py data/cifar10
+_base_ = [
+    '../_base_/models/mae_vit-tiny-p4.py',
+    '../_base_/datasets/cifar10_demo_mae.py',
+    '../_base_/default_runtime.py',
+]
+img_size, patch_size = 32, 2
+model = dict(
+    backbone=dict(img_size=img_size, patch_size=patch_size),
+    neck=dict(num_patches=(img_size // patch_size)**2, patch_size=patch_size),
+    head=dict(patch_size=patch_size),
+    masker=dict(
+        _delete_=True,
+        type='CompositeMasker',
+        mode='switch',
+        maskers=[
+            dict(type='RandomMasker', mask_ratio=0.75),
+            dict(type='SelfGuidedMasker', mask_ratio=0.75, feature_layer=-2,
+                 hint_ratio=0.05, hint_mode='uniform')
+        ]))
+CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
+                   'frog', 'horse', 'ship', 'truck')
+train_dataloader = dict(
+    batch_size=256,
+    num_workers=8,
+    dataset=dict(
+        type='ImageFolder',
+        data_root='data/cifar10',
+        data_prefix='train',
+        ann_file='meta/train.txt',  # files 0000-4499 of each class only
+        with_label=True,
+        metainfo=dict(classes=CIFAR10_CLASSES)))
+optim_wrapper = dict(
+    type='AmpOptimWrapper',
+    loss_scale='dynamic',
+    optimizer=dict(type='AdamW', lr=1.5e-4 * 256 / 256 * 4, betas=(0.9, 0.95),
+                   weight_decay=0.05),
+    paramwise_cfg=dict(
+        custom_keys={
+            'ln': dict(decay_mult=0.0),
+            'bias': dict(decay_mult=0.0),
+            'pos_embed': dict(decay_mult=0.),
+            'mask_token': dict(decay_mult=0.),
+            'cls_token': dict(decay_mult=0.)
+        }))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=40,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=360, eta_min=1e-6, by_epoch=True,
+         begin=40, end=400, convert_to_iter_based=True)
+]
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=400)
+default_hooks = dict(
+    checkpoint=dict(type='CheckpointHook', interval=20, max_keep_ckpts=3),
+    logger=dict(type='LoggerHook', interval=50))
+custom_hooks = [
+    dict(type='SelfGuidedStartHook', start=None, by_epoch=True, interval=5,
+         num_images=256, hint_ratio=(0.1, 0.02)),
+]

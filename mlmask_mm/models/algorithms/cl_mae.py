@@ -1,0 +1,397 @@
+"""CL-MAE: an MAE trained with a learned masking module and a curriculum.
+
+Madan, Ristea, Nasrollahi, Moeslund, Ionescu, "CL-MAE: Curriculum-Learned
+Masked Autoencoders", WACV 2024.  §3 of the paper, in the terms of this
+package:
+
+* the masking module (:class:`~mlmask_mm.models.maskers.CurriculumMasker`)
+  scores every patch, s_i ∈ (0, 1), high = keep;
+* every iteration trains in two steps (§3):
+
+  1. **MAE step**, the module frozen: keep the top ⌊L(1 − r)⌋ patches by s,
+     MAE's reconstruction loss on the masked ones, update the MAE;
+  2. **masking-module step**, the MAE frozen, every
+     ``masker_update_interval`` iterations: the *soft* full-token pass (all
+     L tokens scaled by s_i through the encoder, the decoder without mask
+     tokens) and
+
+         L_mask = c(t) · L_rec^soft + λ_bin L_bin + λ_kl L_kl + λ_div L_div
+
+     (:mod:`mlmask_mm.models.losses.cl_mae_losses`), update the module;
+
+* c(t), the curriculum factor, goes from +1 (partner: the module helps the
+  MAE, easy masks) to −1 (adversary: hard masks); it is the buffer
+  ``curriculum_factor`` (saved in checkpoints) that
+  :class:`~mlmask_mm.engine.hooks.CurriculumHook` sets every iteration.
+
+The two steps have their own optimizers, ``optim_wrapper['mae']`` and
+``optim_wrapper['masker']`` (an ``OptimWrapperDict``, built by
+:class:`CLMAEOptimWrapperConstructor`), and neither touches the other's
+parameters, gradients or optimizer state.
+"""
+import copy
+import logging
+from contextlib import contextmanager
+from typing import Dict, Iterable, List, Optional, Union
+
+import torch
+from mmengine.dist import all_reduce_params, broadcast, get_world_size
+from mmengine.logging import print_log
+from mmengine.optim import OptimWrapper, OptimWrapperDict
+from mmengine.registry import MODEL_WRAPPERS as ENGINE_MODEL_WRAPPERS
+from mmpretrain.structures import DataSample
+from torch import nn
+
+from mlmask_mm.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+from ..losses.cl_mae_losses import (masking_module_loss,
+                                    soft_reconstruction_loss)
+from ..maskers.base import BaseMasker, MaskResult
+from .masked_mae import MaskedMAE
+
+OPTIM_KEYS = ('mae', 'masker')
+
+
+@MODELS.register_module()
+class CLMAE(MaskedMAE):
+    """MAE + learned masking module + curriculum (CL-MAE, WACV 2024, §3).
+
+    Args:
+        backbone, neck, head: as :class:`MaskedMAE` (``MaskableViT``,
+            ``MAEPretrainDecoder``, ``MAEPretrainHead``).
+        masker: the masking module; a ``CurriculumMasker`` config whose
+            missing ``embed_dims`` / ``in_channels`` / ``num_heads`` /
+            ``mask_ratio`` are the backbone's (published: 5 blocks at the
+            encoder's width).  Its ``mask_ratio`` is the one used.
+        masker_update_interval: n, the masking-module step runs on the
+            iterations i with i % n == 0 (n = 1: every iteration, as
+            published; larger n trades curriculum speed for cost).
+        masker_batch_size: the module step uses the first k images of the
+            batch (default: all, as published); its soft pass runs the
+            encoder on all L tokens, so it costs about k/B of a full one.
+        lambda_bin, lambda_kl, lambda_div: loss weights (published 1.0,
+            0.1, 2.0).
+        bin_sigma: σ of L_bin's Gaussian bump (0.12).
+        div_kappa: κ of L_div (0.1).
+        curriculum: initial c (the hook overwrites it each iteration).
+        **kwargs: the rest of :class:`MaskedMAE`'s arguments.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 neck: Optional[dict] = None,
+                 head: Optional[dict] = None,
+                 masker: Optional[Union[dict, BaseMasker]] = None,
+                 masker_update_interval: int = 1,
+                 masker_batch_size: Optional[int] = None,
+                 lambda_bin: float = 1.0,
+                 lambda_kl: float = 0.1,
+                 lambda_div: float = 2.0,
+                 bin_sigma: float = 0.12,
+                 div_kappa: float = 0.1,
+                 curriculum: float = 1.0,
+                 **kwargs) -> None:
+        super().__init__(backbone=backbone, neck=neck, head=head, **kwargs)
+        self.masker = self._build_masking_module(masker)
+        if int(masker_update_interval) < 1:
+            raise ValueError('masker_update_interval must be an integer '
+                             f'>= 1, got {masker_update_interval!r}')
+        self.masker_update_interval = int(masker_update_interval)
+        if masker_batch_size is not None and int(masker_batch_size) < 2:
+            raise ValueError('masker_batch_size must be >= 2 (L_div compares '
+                             f'images), got {masker_batch_size!r}')
+        self.masker_batch_size = masker_batch_size
+        self.loss_cfg = dict(lambda_bin=lambda_bin, lambda_kl=lambda_kl,
+                             lambda_div=lambda_div, sigma=bin_sigma,
+                             kappa=div_kappa)
+        # c(t) and the number of train steps taken: state of the training,
+        # saved in checkpoints with the weights
+        self.register_buffer('curriculum_factor',
+                             torch.tensor(float(curriculum)))
+        self.register_buffer('train_iter', torch.tensor(0, dtype=torch.long))
+
+    def _build_masking_module(self, masker) -> BaseMasker:
+        """The masking module, with the backbone's width/heads/ratio filled in.
+
+        (``MaskedMAE.__init__`` has set a random masker with the backbone's
+        ratio meanwhile; it is replaced here.)
+        """
+        if not isinstance(masker, BaseMasker):
+            dims = self.backbone.embed_dims
+            cfg = dict(
+                type='CurriculumMasker',
+                in_channels=dims,
+                embed_dims=dims,
+                num_heads=self.backbone.arch_settings['num_heads'],
+                mask_ratio=self.backbone.mask_ratio)
+            cfg.update(masker or {})
+            masker = MODELS.build(cfg)
+        if self.backbone.mask_ratio != masker.mask_ratio:
+            print_log(
+                f'model.backbone.mask_ratio={self.backbone.mask_ratio} is '
+                'replaced by the masking module\'s mask_ratio='
+                f'{masker.mask_ratio}', logger='current',
+                level=logging.WARNING)
+            self.backbone.mask_ratio = masker.mask_ratio
+        return masker
+
+    # ------------------------------------------------------------------
+    # the training iteration (§3): MAE step, then masking-module step
+    # ------------------------------------------------------------------
+    def train_step(self, data: Union[dict, tuple, list],
+                   optim_wrapper: OptimWrapperDict) -> Dict[str, torch.Tensor]:
+        """One iteration: the MAE step, then (every n) the module step."""
+        mae_optim, masker_optim = self._check_optim_wrapper(optim_wrapper)
+        with mae_optim.optim_context(self):
+            data = self.data_preprocessor(data, True)
+        inputs, data_samples = data['inputs'], data['data_samples']
+        log_vars = self.mae_step(inputs, data_samples, mae_optim)
+        if int(self.train_iter) % self.masker_update_interval == 0:
+            k = self.masker_batch_size or len(inputs)
+            log_vars.update(
+                self.masker_step(inputs[:k], data_samples and data_samples[:k],
+                                 masker_optim))
+        self.train_iter += 1
+        return log_vars
+
+    def mae_step(self, inputs: torch.Tensor,
+                 data_samples: Optional[List[DataSample]],
+                 optim_wrapper: OptimWrapper) -> Dict[str, torch.Tensor]:
+        """1. MAE step: the module (frozen, no graph) picks the top-k mask,
+        MAE's loss on the masked patches updates the MAE only."""
+        with optim_wrapper.optim_context(self):
+            tokens, result = self.mask(inputs, data_samples)
+            pred = self.reconstruct(tokens, result)
+            loss = self.head.loss(pred, inputs, result.mask)
+        self._update(optim_wrapper, loss, self.mae_parameters())
+        return dict(loss=loss.detach(), **mask_statistics(result))
+
+    def masker_step(self, inputs: torch.Tensor,
+                    data_samples: Optional[List[DataSample]],
+                    optim_wrapper: OptimWrapper) -> Dict[str, torch.Tensor]:
+        """2. Masking-module step: the MAE frozen (``requires_grad`` off, so
+        its parameters get no gradient), L_mask on the soft full-token pass
+        updates the module only."""
+        with optim_wrapper.optim_context(self), \
+                frozen(self.mae_parameters()):
+            losses = self.masker_loss(inputs, data_samples)
+        self._update(optim_wrapper, losses['loss_masker'],
+                     self.masker.parameters())
+        return {k: v.detach() for k, v in losses.items()}
+
+    def mask(self, inputs: torch.Tensor,
+             data_samples: Optional[List[DataSample]] = None):
+        """Tokens and the module's top-k mask; the module gets no graph."""
+        tokens = self.backbone.embed(inputs)
+        with torch.no_grad():
+            result = self.masker(tokens, inputs,
+                                 self.mask_context(data_samples))
+        return tokens, result
+
+    def masker_loss(self, inputs: torch.Tensor,
+                    data_samples: Optional[List[DataSample]] = None
+                    ) -> Dict[str, torch.Tensor]:
+        """L_mask and its terms on a batch (§3); call with the MAE frozen."""
+        tokens = self.backbone.embed(inputs)
+        scores = self.masker(tokens, inputs,
+                             self.mask_context(data_samples)).scores
+        if scores is None:
+            raise TypeError(
+                f'CLMAE needs a masker that returns scores (such as '
+                f'CurriculumMasker), got {type(self.masker).__name__}')
+        pred = self.soft_reconstruct(tokens, scores)
+        rec = soft_reconstruction_loss(self.per_patch_loss(pred, inputs),
+                                       scores)
+        return masking_module_loss(
+            rec, scores, float(self.curriculum_factor),
+            self.masker.mask_ratio, **self.loss_cfg)
+
+    def soft_reconstruct(self, tokens: torch.Tensor,
+                         scores: torch.Tensor) -> torch.Tensor:
+        """The soft pass: every token scaled by s_i, encoder on all L,
+        decoder with ids_restore = identity (no mask tokens): B x L x p²·3.
+        """
+        B, L = scores.shape
+        every = torch.arange(L, device=scores.device).expand(B, L)
+        latent = self.backbone.encode_visible(tokens * scores.unsqueeze(-1),
+                                              every)
+        return self.neck(latent, every)
+
+    def per_patch_loss(self, pred: torch.Tensor,
+                       inputs: torch.Tensor) -> torch.Tensor:
+        """ℓ_i: the head's pixel loss per patch (B x L), in float32."""
+        target = self.head.construct_target(inputs)
+        criterion = self.head.loss_module
+        loss = criterion.penalty(pred.float(), target.float()).mean(dim=-1)
+        return loss / criterion.channel
+
+    def set_curriculum(self, value: float) -> None:
+        """Set c(t) (called by ``CurriculumHook`` before each iteration)."""
+        self.curriculum_factor.fill_(float(value))
+
+    # ------------------------------------------------------------------
+    # keeping the two steps apart
+    # ------------------------------------------------------------------
+    def mae_parameters(self) -> List[nn.Parameter]:
+        """Every parameter outside the masking module."""
+        return [p for name, p in self.named_parameters()
+                if not name.startswith('masker.')]
+
+    def _check_optim_wrapper(self, optim_wrapper):
+        """``(optim_wrapper['mae'], optim_wrapper['masker'])``, checked once:
+        the two optimizers hold the MAE's and the module's parameters."""
+        if not isinstance(optim_wrapper, OptimWrapperDict) or \
+                set(optim_wrapper.keys()) != set(OPTIM_KEYS):
+            raise TypeError(
+                "CLMAE trains with two optimizers: set optim_wrapper = "
+                "dict(constructor='CLMAEOptimWrapperConstructor', mae=dict("
+                "...), masker=dict(...)), got "
+                f'{type(optim_wrapper).__name__}')
+        if getattr(self, '_checked_optim', None) is not optim_wrapper:
+            masker_ids = {id(p) for p in self.masker.parameters()}
+            for key, mine in (('mae', False), ('masker', True)):
+                for group in optim_wrapper[key].optimizer.param_groups:
+                    for p in group['params']:
+                        if (id(p) in masker_ids) != mine:
+                            raise ValueError(
+                                f"optim_wrapper['{key}'] holds a parameter "
+                                'of the other step')
+            self._checked_optim = optim_wrapper
+        return optim_wrapper['mae'], optim_wrapper['masker']
+
+    @staticmethod
+    def _update(optim_wrapper: OptimWrapper, loss: torch.Tensor,
+                params: Iterable[nn.Parameter]) -> None:
+        """``optim_wrapper.update_params(loss)`` with the gradients averaged
+        over the processes in distributed runs (see CLMAEDataParallel)."""
+        optim_wrapper.backward(optim_wrapper.scale_loss(loss))
+        if optim_wrapper.should_update():
+            if get_world_size() > 1:
+                all_reduce_params(
+                    [p.grad for p in params if p.grad is not None],
+                    op='mean')
+            optim_wrapper.step()
+            optim_wrapper.zero_grad()
+
+    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
+        if mode == 'loss' and self.training:
+            raise RuntimeError(
+                'CLMAE trains through its own train_step (two optimizer '
+                'steps per iteration); a model wrapper called '
+                "forward(mode='loss') instead. In distributed runs set "
+                "model_wrapper_cfg=dict(type='CLMAEDataParallel').")
+        return super().forward(inputs, data_samples, mode=mode)
+
+
+@contextmanager
+def frozen(params: Iterable[nn.Parameter]):
+    """Turn ``requires_grad`` off for ``params`` inside the block: the
+    backward of the other step then leaves them no gradient at all."""
+    params = [p for p in params if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+@torch.no_grad()
+def mask_statistics(result: MaskResult) -> Dict[str, torch.Tensor]:
+    """What to watch of the module's scores (logged every iteration).
+
+    ``mask_score_mean``: mean s (the KL term holds it near 1 − r);
+    ``mask_binary``: mean |2s − 1| (1 = every score 0 or 1);
+    ``mask_batch_std``: std of s over the batch, averaged over patches
+    (0 = every image gets the same scores; what L_div prevents);
+    ``mask_kept_score``: mean s of the kept patches.
+    """
+    s = result.scores.float()
+    kept = 1 - result.mask.float()
+    stats = dict(
+        mask_score_mean=s.mean(),
+        mask_binary=(2 * s - 1).abs().mean(),
+        mask_kept_score=(s * kept).sum() / kept.sum().clamp_min(1))
+    stats['mask_batch_std'] = s.std(dim=0).mean() if s.shape[0] > 1 \
+        else s.new_zeros(())
+    return stats
+
+
+# ----------------------------------------------------------------------
+# training plumbing: two optimizers, distributed data parallel
+# ----------------------------------------------------------------------
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class CLMAEOptimWrapperConstructor:
+    """Build ``OptimWrapperDict(mae=..., masker=...)`` for :class:`CLMAE`.
+
+    ``optim_wrapper = dict(constructor='CLMAEOptimWrapperConstructor',
+    mae=dict(type='AmpOptimWrapper', optimizer=..., paramwise_cfg=...),
+    masker=dict(...))``: each entry is an ordinary single-optimizer config
+    (built by ``DefaultOptimWrapperConstructor``, or by its own
+    ``constructor``); ``mae`` gets every parameter outside ``model.masker``
+    (parameter names unchanged, so ``paramwise_cfg`` keys match as usual),
+    ``masker`` the masking module's.
+    """
+
+    def __init__(self, optim_wrapper_cfg: dict,
+                 paramwise_cfg: Optional[dict] = None) -> None:
+        if paramwise_cfg:
+            raise ValueError('CLMAEOptimWrapperConstructor: put paramwise_cfg '
+                             'inside optim_wrapper.mae / optim_wrapper.masker')
+        if set(optim_wrapper_cfg) != set(OPTIM_KEYS):
+            raise ValueError(
+                f'optim_wrapper needs exactly the keys {OPTIM_KEYS} (one '
+                f'optimizer per step), got {sorted(optim_wrapper_cfg)}')
+        self.cfgs = copy.deepcopy(dict(optim_wrapper_cfg))
+
+    def __call__(self, model: nn.Module) -> OptimWrapperDict:
+        if hasattr(model, 'module'):
+            model = model.module
+        parts = dict(mae=nn.Module(), masker=nn.Module())
+        for name, child in model.named_children():
+            parts['masker' if name == 'masker' else 'mae'].add_module(
+                name, child)
+        wrappers = {}
+        for key in OPTIM_KEYS:
+            cfg = copy.deepcopy(self.cfgs[key])
+            constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(
+                dict(type=cfg.pop('constructor',
+                                  'DefaultOptimWrapperConstructor'),
+                     optim_wrapper_cfg=cfg,
+                     paramwise_cfg=cfg.pop('paramwise_cfg', None)))
+            wrappers[key] = constructor(parts[key])
+        return OptimWrapperDict(**wrappers)
+
+
+# in mmengine's root registry: Runner.wrap_model looks the wrapper type up
+# there, and the root only searches its direct children (mmpretrain), not
+# this package's registry below them
+@ENGINE_MODEL_WRAPPERS.register_module()
+class CLMAEDataParallel(nn.Module):
+    """Distributed wrapper of :class:`CLMAE` (``model_wrapper_cfg``).
+
+    ``MMDistributedDataParallel`` trains through ``forward(mode='loss')``
+    and one optimizer; CL-MAE needs its own ``train_step`` with two.  This
+    wrapper starts every process from rank 0's weights and buffers and hands
+    ``train_step`` to the model, whose updates average the gradients over the
+    processes before each optimizer step.  DDP's arguments (``device_ids``,
+    ``broadcast_buffers``, ...) are accepted and ignored.
+    """
+
+    def __init__(self, module: nn.Module, **ddp_kwargs) -> None:
+        super().__init__()
+        self.module = module
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            broadcast(tensor.data, src=0)
+
+    def train_step(self, data, optim_wrapper):
+        return self.module.train_step(data, optim_wrapper)
+
+    def val_step(self, data):
+        return self.module.val_step(data)
+
+    def test_step(self, data):
+        return self.module.test_step(data)
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)

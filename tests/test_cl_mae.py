@@ -593,6 +593,46 @@ def test_dist_train_script_uses_the_cl_mae_wrapper(tmp_path):
     assert 'loss_masker' in output and 'curriculum_c' in output
 
 
+def test_cifar10_config_trains_by_epoch_on_the_train_split(
+        tmp_path, no_epoch_sleep):
+    """The CIFAR-10 config (epoch loop, per-epoch c, ann_file split),
+    shrunk, with plain (not AMP) optimizers on CPU."""
+    tool = _split_tool()
+    root = str(tmp_path / 'cifar10')
+    _fake_cifar10(root, tool)
+    tool.main([root, '--per-class', '0'])
+    cfg = Config.fromfile(CL_CIFAR)
+    small = cl_config(root, str(tmp_path / 'work'))
+    cfg.model = small.model
+    cfg.work_dir = small.work_dir
+    cfg.train_dataloader.update(batch_size=10, num_workers=0,
+                                persistent_workers=False)
+    ds = cfg.train_dataloader.dataset
+    ds.data_root = root
+    for t in ds.pipeline:
+        if t['type'] == 'RandomResizedCrop':
+            t['scale'] = 16
+    for key in ('mae', 'masker'):
+        cfg.optim_wrapper[key].type = 'OptimWrapper'
+        cfg.optim_wrapper[key].pop('loss_scale')
+    cfg.train_cfg.max_epochs = 2
+    cfg.param_scheduler = dict(mae=[], masker=[])
+    cfg.custom_hooks = cfg.custom_hooks[:1]  # CurriculumHook, by epoch
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
+    runner = build_runner(cfg, 'cl_cifar10')
+    record = _RecordC()
+    runner.register_hook(record)
+    runner.train()
+    # only the `train` files (0000-4499): 10 classes x 2 images
+    dataset = runner.train_dataloader.dataset
+    paths = [dataset.get_data_info(i)['img_path']
+             for i in range(len(dataset))]
+    assert len(paths) == 20
+    assert all(int(osp.basename(p)[:4]) <= 4499 for p in paths)
+    # 2 iterations per epoch, c(e) = +1, then -1 (E = 2, 0 skipped)
+    assert record.values == {0: 1.0, 1: 1.0, 2: -1.0, 3: -1.0}
+
+
 # ------------------------------------------------------- configs and errors
 def test_configs_load_and_build():
     demo = Config.fromfile(CL_DEMO)
@@ -625,16 +665,30 @@ def test_configs_load_and_build():
     assert cifar.model.neck.num_patches == 256
 
 
-def test_cifar10_split_tool(tmp_path):
+def _split_tool():
     spec = importlib.util.spec_from_file_location(
         'cifar10_split', osp.join(REPO, 'tools', 'dataset_converters',
                                   'cifar10_split.py'))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    return tool
+
+
+def _fake_cifar10(root, tool, indices=(0, 4499, 4500, 4999)):
+    """CIFAR-10-like class folders with a few of the 0000-4999 names."""
+    g = torch.Generator().manual_seed(0)
     for c in tool.CLASSES:
-        os.makedirs(tmp_path / 'train' / c)
-        for i in (0, 4499, 4500, 4999):
-            (tmp_path / 'train' / c / f'{i:04d}.jpg').write_bytes(b'')
+        os.makedirs(osp.join(root, 'train', c))
+        for i in indices:
+            arr = torch.randint(0, 256, (16, 16, 3), generator=g,
+                                dtype=torch.uint8).numpy()
+            Image.fromarray(arr).save(osp.join(root, 'train', c,
+                                               f'{i:04d}.jpg'))
+
+
+def test_cifar10_split_tool(tmp_path):
+    tool = _split_tool()
+    _fake_cifar10(str(tmp_path), tool)
     assert tool.main([str(tmp_path), '--per-class', '0']) == 0
     train = (tmp_path / 'meta' / 'train.txt').read_text().split('\n')[:-1]
     val = (tmp_path / 'meta' / 'val.txt').read_text().split('\n')[:-1]
@@ -658,7 +712,5 @@ def test_errors_name_the_fix():
             optim_wrapper_cfg=dict(mae=dict(optimizer=dict(type='SGD')))))
     with pytest.raises(ValueError, match='masker_update_interval'):
         build_model(masker_update_interval=0)
-    model = MODELS.build(dict(cl_config('/unused', '/unused').model,
-                              masker=RandomMasker(0.75)))
-    with pytest.raises(TypeError, match='returns scores'):
-        model.masker_loss(torch.zeros(2, 3, 16, 16))
+    with pytest.raises(TypeError, match='learnable masker'):
+        build_model(masker=RandomMasker(0.75))

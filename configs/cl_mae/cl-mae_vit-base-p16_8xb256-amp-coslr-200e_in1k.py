@@ -3,8 +3,10 @@
 # defaults: masking module of 5 blocks at the encoder's width, λ_bin 1.0,
 # λ_kl 0.1, λ_div 2.0, c(t) linear from +1 to -1 skipping 0.
 # Inherits mmpretrain's MAE ViT-B recipe (data pipeline, AdamW settings,
-# paramwise decay), as configs/mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py
-#   bash tools/dist_train.sh configs/cl_mae/cl-mae_vit-base-p16_8xb256-amp-coslr-200e_in1k.py 8
+# paramwise decay) like configs/mae/mae_vit-base-p16_8xb512-amp-coslr-400e_
+# in1k.py does.
+#   bash tools/dist_train.sh \
+#       configs/cl_mae/cl-mae_vit-base-p16_8xb256-amp-coslr-200e_in1k.py 8
 _base_ = ['mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py']
 custom_imports = dict(imports=['mlmask_mm'], allow_failed_imports=False)
 default_scope = 'mlmask_mm'
@@ -67,9 +69,10 @@ _schedule = [
 param_scheduler = dict(_delete_=True, mae=_schedule, masker=_schedule)
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 
+# c(e): +1 -> -1 once per epoch, 0 skipped (the published schedule)
 custom_hooks = [
     dict(type='CurriculumHook', start=1.0, end=-1.0, shape='linear',
-         skip_zero=True),
+         skip_zero=True, by_epoch=True),
 ]
 # distributed runs: CL-MAE's own train_step averages the gradients
 model_wrapper_cfg = dict(type='CLMAEDataParallel')

@@ -89,9 +89,10 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=20, max_keep_ckpts=3),
     logger=dict(type='LoggerHook', interval=50))
 custom_hooks = [
-    # c(t): +1 (partner) -> -1 (adversary) over all iterations, 0 skipped
+    # c(e): +1 (partner) -> -1 (adversary) once per epoch, 0 skipped (the
+    # published schedule)
     dict(type='CurriculumHook', start=1.0, end=-1.0, shape='linear',
-         skip_zero=True),
+         skip_zero=True, by_epoch=True),
     dict(type='MaskVisualizationHook', num_images=8, interval=10000),
 ]
 # distributed runs: CL-MAE's own train_step averages the gradients

@@ -125,6 +125,10 @@ class CLMAE(MaskedMAE):
                 mask_ratio=self.backbone.mask_ratio)
             cfg.update(masker or {})
             masker = MODELS.build(cfg)
+        if next(masker.parameters(), None) is None:
+            raise TypeError(
+                'CLMAE needs a learnable masker that returns scores (such '
+                f'as CurriculumMasker), got {type(masker).__name__}')
         if self.backbone.mask_ratio != masker.mask_ratio:
             print_log(
                 f'model.backbone.mask_ratio={self.backbone.mask_ratio} is '

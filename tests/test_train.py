@@ -142,12 +142,14 @@ def test_config_errors_name_setting_and_value(image_folder, tmp_path):
 def test_missing_and_empty_data_fail_before_training(tmp_path):
     # raised while the runner builds its data loader, before any iteration
     cfg = tiny_config(str(tmp_path / 'nope'), str(tmp_path / 'w'))
+    cfg.experiment_name = 'missing_data'  # distinct loggers/visualizers
     with pytest.raises(FileNotFoundError, match='data_root=.*nope.* is not '
                        'a folder'):
         Runner.from_cfg(prepare_config(cfg)).train()
     assert not osp.exists(tmp_path / 'w' / 'iter_1.pth')
     os.makedirs(tmp_path / 'empty' / 'a')
     cfg = tiny_config(str(tmp_path / 'empty'), str(tmp_path / 'w2'))
+    cfg.experiment_name = 'empty_data'
     with pytest.raises(ValueError, match='holds no images'):
         Runner.from_cfg(prepare_config(cfg)).train()
 

@@ -1,8 +1,9 @@
 # CL-MAE on the embedded CIFAR-10 subset (data/cifar10_demo): a ViT-tiny
-# MAE and a small masking module, trained on CPU in a few minutes.
+# MAE and a small masking module, 300 iterations of batch 32 on CPU (5 min
+# 15 s on a shared 2-core machine).
 #   python tools/train.py configs/cl_mae/cl-mae_vit-tiny-p4_demo.py \
 #       --work-dir work_dirs/cl_mae_demo
-# The module's masks (4th column: masked input; 5th: its scores, red =
+# The module's masks (2nd column: masked input; 5th: its scores, red =
 # kept) are saved every 50 iterations and at the end, masks_iter_50.png
 # (partner phase, c ≈ +0.7) ... masks_final.png (adversary, c = −1): the
 # easy-to-hard shift of the curriculum.  Any checkpoint can be rendered

@@ -46,6 +46,7 @@ import resource
 import statistics
 import sys
 import time
+import types
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
@@ -62,9 +63,34 @@ MMPRETRAIN_DECODER = dict(dim=512, depth=8, heads=16)
 MASK_RATIO = 0.75
 
 
+# --method: 'mae' is this file (MaskedMAE vs mmpretrain's MAE); every other
+# method lives in tools/benchmark_<method>.py, which defines
+# ``add_arguments(parser)`` and ``run(args, bench) -> dict`` (``bench`` is
+# this module, for its shared helpers) and is timed against plain MaskedMAE
+# in the same process.
+METHODS = ('mae', 'sg-mae', 'cl-mae', 'mlo-mae')
+
+
+def load_method(method: str):
+    """The module tools/benchmark_<method>.py (``-`` -> ``_``)."""
+    import importlib.util
+    name = 'benchmark_' + method.replace('-', '_')
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(REPO, 'tools', name + '.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument('--method', choices=METHODS, default='mae')
+    method = pre.parse_known_args(argv)[0].method
     p = argparse.ArgumentParser(
-        description='Time a MAE training step: MaskedMAE vs mmpretrain MAE')
+        description='Time a training step of a masking method against '
+        'plain MAE (--method mae: MaskedMAE vs mmpretrain MAE)')
+    p.add_argument('--method', choices=METHODS, default='mae',
+                   help='which method to time (default: mae)')
     p.add_argument(
         '--arch', default='demo',
         help="'demo', an mmpretrain ViT arch name ('tiny', 'small', 'b', "
@@ -107,6 +133,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--threads', type=int, default=None,
                    help='torch.set_num_threads (CPU); default: unchanged')
     p.add_argument('--out', default=None, help='also write the JSON here')
+    if method != 'mae':
+        load_method(method).add_arguments(p)
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error('--steps must be >= 1')
@@ -439,6 +467,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.dtype == 'bf16' and device.type == 'cuda' and \
             not torch.cuda.is_bf16_supported():
         raise SystemExit('bf16 is not supported on this GPU')
+    if args.method != 'mae':
+        # this module's helpers, also when loaded without a sys.modules entry
+        bench = types.SimpleNamespace(**globals())
+        return emit(load_method(args.method).run(args, bench), args.out)
     ours_cfg, theirs_cfg, summary = build_cfgs(args)
     compile_kwargs = dict(mode=args.compile_mode) if args.compile_mode \
         else {}
@@ -524,11 +556,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         ratios_images_per_s_ours_over_mmpretrain=ratios,
         checks=checks,
         masking=masking)
+    return emit(out, args.out)
+
+
+def emit(out: dict, path: Optional[str]) -> dict:
+    """Print ``out`` as JSON and also write it to ``path`` if given."""
     text = json.dumps(out, indent=2)
     print(text)
-    if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
+    if path:
+        os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+        with open(path, 'w') as f:
             f.write(text + '\n')
     return out
 

@@ -1,18 +1,11 @@
 # CL-MAE, ViT-tiny with 2 px patches (16 x 16 = 256 patches) on CIFAR-10,
 # one GPU, batch 256, 200 epochs (warm-up 20).
 #
-# Data: the class folders of the shared archive and the project's split
-# (files 0000-4499 of each class = `train`, 4500-4999 = `val`).  Only the
-# `train` list is read here: the `val` images must never be used for
-# pretraining (they are kept for linear probing / k-NN evaluation).
-#   mkdir -p data/cifar10
-#   tar xzf ../shared/data/cifar10/train.tar.gz -C data/cifar10
-#   python tools/dataset_converters/cifar10_split.py data/cifar10
-# which gives data/cifar10/train/<class>/NNNN.jpg and data/cifar10/meta/
-# {train,val}.txt.
+# Data: the `train` split of ../shared/data/cifar10, prepared as described
+# in ../_base_/datasets/cifar10_mae.py.
 _base_ = [
     '../_base_/models/mae_vit-tiny-p4.py',
-    '../_base_/datasets/cifar10_demo_mae.py',
+    '../_base_/datasets/cifar10_mae.py',
     '../_base_/default_runtime.py',
 ]
 img_size = 32
@@ -41,18 +34,6 @@ model = dict(
     bin_sigma=0.12,
     div_kappa=0.1)
 
-CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
-                   'frog', 'horse', 'ship', 'truck')
-train_dataloader = dict(
-    batch_size=256,
-    num_workers=8,
-    dataset=dict(
-        type='ImageFolder',
-        data_root='data/cifar10',
-        data_prefix='train',
-        ann_file='meta/train.txt',  # files 0000-4499 of each class only
-        with_label=True,
-        metainfo=dict(classes=CIFAR10_CLASSES)))
 
 # one optimizer per step (CLMAE.train_step); lr 1e-3 * batch / 256
 _adamw = dict(

@@ -2,14 +2,11 @@
 # one GPU, batch 256, 400 epochs (warm-up 40), informed masking from the
 # exploitation-rate criterion (checked every 5 epochs) or `start=N`.
 #
-# Data: the shared archive's class folders and the project's split (files
-# 0000-4499 of each class = `train`; 4500-4999 = `val`, never used here):
-#   mkdir -p data/cifar10
-#   tar xzf ../shared/data/cifar10/train.tar.gz -C data/cifar10
-#   python tools/dataset_converters/cifar10_split.py data/cifar10
+# Data: the `train` split of ../shared/data/cifar10, prepared as described
+# in ../_base_/datasets/cifar10_mae.py.
 _base_ = [
     '../_base_/models/mae_vit-tiny-p4.py',
-    '../_base_/datasets/cifar10_demo_mae.py',
+    '../_base_/datasets/cifar10_mae.py',
     '../_base_/default_runtime.py',
 ]
 img_size, patch_size = 32, 2
@@ -26,18 +23,6 @@ model = dict(
             dict(type='SelfGuidedMasker', mask_ratio=0.75, feature_layer=-2,
                  hint_ratio=0.05, hint_mode='uniform')
         ]))
-CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
-                   'frog', 'horse', 'ship', 'truck')
-train_dataloader = dict(
-    batch_size=256,
-    num_workers=8,
-    dataset=dict(
-        type='ImageFolder',
-        data_root='data/cifar10',
-        data_prefix='train',
-        ann_file='meta/train.txt',  # files 0000-4499 of each class only
-        with_label=True,
-        metainfo=dict(classes=CIFAR10_CLASSES)))
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     loss_scale='dynamic',

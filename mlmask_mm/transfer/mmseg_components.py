@@ -1,0 +1,10 @@
+"""Register the transfer components in mmseg's registries (see __init__)."""
+from mmseg.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+
+from mlmask_mm.engine.optimizers import \
+    BackboneLayerDecayOptimWrapperConstructor
+from mlmask_mm.models.necks import SimpleFeaturePyramid
+
+MODELS.register_module(module=SimpleFeaturePyramid)
+OPTIM_WRAPPER_CONSTRUCTORS.register_module(
+    module=BackboneLayerDecayOptimWrapperConstructor)

@@ -1,0 +1,190 @@
+"""Pretraining checkpoint → backbone checkpoint (tools/model_converters).
+
+Round trips on tiny checkpoints of every pretraining algorithm: the converted
+keys load strictly (none missing, none unexpected) into mmpretrain's and
+mmseg's VisionTransformer, the tensors are the encoder's, and the mmseg
+layout computes the same features as the mmpretrain one (float64).
+"""
+import copy
+import os.path as osp
+import sys
+
+import pytest
+import torch
+from mmengine.registry import init_default_scope
+
+from conftest import REPO, tiny_config
+from transfer_helpers import PATCH, PRETRAIN_SIZE, TINY_ARCH, \
+    no_epoch_sleep, pretrain_tiny_mae
+
+from mlmask_mm.registry import MODELS
+from mlmask_mm.utils.backbone_converter import (convert_checkpoint,
+                                                convert_state_dict)
+
+sys.path.insert(0, osp.join(REPO, 'tools', 'model_converters'))
+import mlmask2backbone  # noqa: E402
+
+
+def mmpretrain_vit(img_size=PRETRAIN_SIZE, **kwargs):
+    from mmpretrain.models import VisionTransformer
+    return VisionTransformer(
+        arch=dict(TINY_ARCH), img_size=img_size, patch_size=PATCH,
+        out_type='featmap', out_indices=(3, ), final_norm=True,
+        norm_cfg=dict(type='LN', eps=1e-6), **kwargs)
+
+
+def mmseg_vit(img_size=PRETRAIN_SIZE, **kwargs):
+    from mmseg.models.backbones import VisionTransformer
+    return VisionTransformer(
+        img_size=img_size, patch_size=PATCH,
+        embed_dims=TINY_ARCH['embed_dims'],
+        num_layers=TINY_ARCH['num_layers'],
+        num_heads=TINY_ARCH['num_heads'],
+        mlp_ratio=TINY_ARCH['feedforward_channels'] //
+        TINY_ARCH['embed_dims'],
+        out_indices=3, qkv_bias=True, patch_bias=True, final_norm=True,
+        norm_cfg=dict(type='LN', eps=1e-6), interpolate_mode='bicubic',
+        **kwargs)
+
+
+TARGETS = dict(mmpretrain=mmpretrain_vit, mmseg=mmseg_vit)
+
+
+def _shrink(cfg):
+    cfg.model.backbone.arch = dict(TINY_ARCH)
+    return cfg
+
+
+def clmae_model():
+    from test_cl_mae import cl_config
+    cfg = cl_config('/unused', '/unused', img_size=PRETRAIN_SIZE,
+                    patch_size=PATCH)
+    return MODELS.build(_shrink(cfg).model)
+
+
+def sg_model():
+    cfg = _shrink(tiny_config('/unused', '/unused', img_size=PRETRAIN_SIZE,
+                              patch_size=PATCH))
+    cfg.model.masker = dict(
+        type='CompositeMasker', mode='switch',
+        maskers=[dict(type='RandomMasker', mask_ratio=0.75),
+                 dict(type='SelfGuidedMasker', mask_ratio=0.75)])
+    return MODELS.build(cfg.model)
+
+
+def save_like_mmengine(model, path):
+    """What mmengine's CheckpointHook writes, optimizer included."""
+    opt = torch.optim.AdamW(model.parameters())
+    torch.save(dict(meta=dict(iter=3, epoch=1, experiment_name='x'),
+                    state_dict=model.state_dict(),
+                    optimizer=opt.state_dict()), path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def checkpoints(tmp_path_factory):
+    """{algorithm: pretraining checkpoint}: a real Runner run for MaskedMAE,
+    the state dicts of CL-MAE (learned masker) and Self-Guided MAE."""
+    init_default_scope('mlmask_mm')
+    root = str(tmp_path_factory.mktemp('converter'))
+    mp = pytest.MonkeyPatch()
+    no_epoch_sleep(mp)
+    try:
+        mae = pretrain_tiny_mae(root)
+    finally:
+        mp.undo()
+    torch.manual_seed(0)
+    return dict(
+        mae=mae,
+        clmae=save_like_mmengine(clmae_model(), osp.join(root, 'cl.pth')),
+        sg=save_like_mmengine(sg_model(), osp.join(root, 'sg.pth')))
+
+
+@pytest.mark.parametrize('target', sorted(TARGETS))
+@pytest.mark.parametrize('algorithm', ['mae', 'clmae', 'sg'])
+def test_round_trip_strict_load(checkpoints, tmp_path, algorithm, target):
+    src = checkpoints[algorithm]
+    source = torch.load(src, map_location='cpu', weights_only=True)
+    encoder = {k[len('backbone.'):]: v
+               for k, v in source['state_dict'].items()
+               if k.startswith('backbone.')}
+    dropped = {k.split('.')[0] for k in source['state_dict']} - {'backbone'}
+    assert 'neck' in dropped and (algorithm != 'clmae' or 'masker' in dropped)
+
+    dst = str(tmp_path / 'backbone.pth')
+    meta = convert_checkpoint(src, dst, target=target)
+    out = torch.load(dst, map_location='cpu', weights_only=True)
+    assert meta['num_tensors'] == len(out['state_dict']) == len(encoder)
+    assert 'neck' in meta['dropped_prefixes']
+
+    vit = TARGETS[target]()
+    result = vit.load_state_dict(out['state_dict'], strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    assert set(out['state_dict']) == set(vit.state_dict())
+    # every tensor is the encoder's, under its (renamed for mmseg) name
+    renames = {'.attn.qkv.weight': '.attn.attn.in_proj_weight',
+               '.attn.qkv.bias': '.attn.attn.in_proj_bias',
+               '.attn.proj.': '.attn.attn.out_proj.'}
+    for k, v in encoder.items():
+        if target == 'mmseg':
+            for old, new in renames.items():
+                k = k.replace(old, new)
+        assert torch.equal(out['state_dict'][k], v), k
+
+def test_mmseg_layout_computes_the_same_features(checkpoints, tmp_path):
+    sd = torch.load(checkpoints['mae'], map_location='cpu',
+                    weights_only=True)['state_dict']
+    a, b = mmpretrain_vit().double(), mmseg_vit().double()
+    a.eval()  # (mmseg's VisionTransformer.train returns None)
+    b.eval()
+    a.load_state_dict(convert_state_dict(sd, 'mmpretrain'), strict=True)
+    b.load_state_dict(convert_state_dict(sd, 'mmseg'), strict=True)
+    x = torch.randn(2, 3, PRETRAIN_SIZE, PRETRAIN_SIZE, dtype=torch.float64)
+    with torch.no_grad():
+        fa, fb = a(x)[-1], b(x)[-1]
+    assert fa.shape == fb.shape == (2, 32, 2, 2)
+    torch.testing.assert_close(fa, fb, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize('target', sorted(TARGETS))
+def test_position_embedding_interpolated_by_the_backbone(checkpoints,
+                                                         tmp_path, target):
+    """Pretrained on a 2x2 grid, loaded into a 4x4 one (64 px)."""
+    dst = str(tmp_path / 'backbone.pth')
+    convert_checkpoint(checkpoints['mae'], dst, target=target)
+    vit = TARGETS[target](
+        img_size=64, init_cfg=dict(type='Pretrained', checkpoint=dst))
+    vit.init_weights()
+    assert vit.pos_embed.shape == (1, 17, 32)
+    saved = torch.load(dst, weights_only=True)['state_dict']
+    # the class token's embedding is kept, the patch grid resized
+    torch.testing.assert_close(vit.pos_embed[:, 0], saved['pos_embed'][:, 0])
+    torch.testing.assert_close(vit.state_dict()['layers.3.ln2.weight'],
+                               saved['layers.3.ln2.weight'])
+
+
+def test_command_line(checkpoints, tmp_path, capsys):
+    dst = str(tmp_path / 'b.pth')
+    mlmask2backbone.main([checkpoints['clmae'], dst, '--target', 'mmseg'])
+    assert 'dropped: curriculum_factor, masker, neck, train_iter' in \
+        capsys.readouterr().out
+    assert 'layers.0.attn.attn.in_proj_weight' in torch.load(
+        dst, weights_only=True)['state_dict']
+
+
+def test_bad_input_fails_clearly(checkpoints, tmp_path):
+    with pytest.raises(FileNotFoundError, match='missing.pth'):
+        convert_checkpoint(str(tmp_path / 'missing.pth'),
+                           str(tmp_path / 'o.pth'))
+    with pytest.raises(ValueError, match="target='timm'"):
+        convert_checkpoint(checkpoints['mae'], str(tmp_path / 'o.pth'),
+                           target='timm')
+    vit_only = str(tmp_path / 'vit.pth')
+    torch.save({'state_dict': mmpretrain_vit().state_dict()}, vit_only)
+    with pytest.raises(ValueError, match='no "backbone." keys'):
+        convert_checkpoint(vit_only, str(tmp_path / 'o.pth'))
+    sd = copy.copy(torch.load(checkpoints['mae'], weights_only=True)
+                   ['state_dict'])
+    sd['backbone.ln2.weight'] = torch.ones(32)  # mmpretrain avg_featmap norm
+    with pytest.raises(ValueError, match="'ln2.weight'"):
+        convert_state_dict(sd, 'mmseg')

@@ -1,0 +1,3 @@
+from .texture_masker import TextureMasker
+
+__all__ = ['TextureMasker']

@@ -97,10 +97,8 @@ def param_groups(runner):
 
 
 # ------------------------------------------------------------------ mmseg
-def test_upernet_ade20k_from_converted_checkpoint(backbone_ckpt, tmp_path,
-                                                  monkeypatch):
-    no_epoch_sleep(monkeypatch)
-    data = make_ade_like(str(tmp_path / 'ade'))
+def seg_tiny_config(data, checkpoint):
+    """The ADE20K config, shrunk: 4-block ViT, 64 px, 2 iterations."""
     cfg = Config.fromfile(SEG_CONFIG)
     # what the config keeps from mmseg's MAE recipe
     assert cfg.model.decode_head.type == 'UPerHead'
@@ -108,7 +106,7 @@ def test_upernet_ade20k_from_converted_checkpoint(backbone_ckpt, tmp_path,
     assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.65
     assert cfg.crop_size == (512, 512)
 
-    tiny_backbone(cfg, backbone_ckpt, out_indices=(0, 1, 2, 3))
+    tiny_backbone(cfg, checkpoint, out_indices=(0, 1, 2, 3))
     dims = TINY_ARCH['embed_dims']
     cfg.model.neck.embed_dim = dims
     cfg.model.decode_head.update(in_channels=[dims] * 4, channels=16)
@@ -131,7 +129,14 @@ def test_upernet_ade20k_from_converted_checkpoint(backbone_ckpt, tmp_path,
                                 by_epoch=False, begin=0, end=2)]
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=2,
                                         by_epoch=False)
+    return cfg
 
+
+def test_upernet_ade20k_from_converted_checkpoint(backbone_ckpt, tmp_path,
+                                                  monkeypatch):
+    no_epoch_sleep(monkeypatch)
+    cfg = seg_tiny_config(make_ade_like(str(tmp_path / 'ade')),
+                          backbone_ckpt)
     runner, losses, metrics = run(cfg, str(tmp_path / 'seg'), 'mIoU')
 
     # the backbone started from the converted checkpoint (2 iterations of
@@ -174,16 +179,14 @@ def shrink_mask_rcnn(model, channels):
     model.test_cfg.rcnn.update(score_thr=0.0, max_per_img=20)
 
 
-def test_mask_rcnn_coco_from_converted_checkpoint(backbone_ckpt, tmp_path,
-                                                  monkeypatch):
-    no_epoch_sleep(monkeypatch)
-    data = make_coco_like(str(tmp_path / 'coco'))
+def det_tiny_config(data, checkpoint):
+    """The COCO config, shrunk: 4-block ViT, 64 px, 1 epoch of 2 iters."""
     cfg = Config.fromfile(DET_CONFIG)
     assert cfg.model.type == 'MaskRCNN'
     assert cfg.model.neck.type == 'SimpleFeaturePyramid'
     assert cfg.train_cfg.max_epochs == 12
 
-    tiny_backbone(cfg, backbone_ckpt, out_indices=(3, ))
+    tiny_backbone(cfg, checkpoint, out_indices=(3, ))
     shrink_mask_rcnn(cfg.model, channels=32)
     classes = ('a', 'b')
     cfg.model.roi_head.bbox_head.num_classes = len(classes)
@@ -201,8 +204,16 @@ def test_mask_rcnn_coco_from_converted_checkpoint(backbone_ckpt, tmp_path,
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1)
     cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1,
                                 by_epoch=False, begin=0, end=2)]
+    return cfg
 
-    runner, losses, metrics = run(cfg, str(tmp_path / 'det'), 'coco/bbox_mAP_50')
+
+def test_mask_rcnn_coco_from_converted_checkpoint(backbone_ckpt, tmp_path,
+                                                  monkeypatch):
+    no_epoch_sleep(monkeypatch)
+    cfg = det_tiny_config(make_coco_like(str(tmp_path / 'coco')),
+                          backbone_ckpt)
+    runner, losses, metrics = run(cfg, str(tmp_path / 'det'),
+                                  'coco/bbox_mAP_50')
 
     assert runner.iter == 2  # 4 images, batch 2
     pretrained = torch.load(backbone_ckpt, weights_only=True)['state_dict']

@@ -285,3 +285,20 @@ def test_components_resolve_from_mmdet_and_mmseg_scopes():
         Constructor(dict(type='OptimWrapper',
                          optimizer=dict(type='AdamW', lr=1e-4)),
                     dict(layer_decay_rate=0.5))(torch.nn.Linear(2, 2))
+
+
+def test_transfer_stack_is_installed():
+    """`make test` installs the seg/det extras after the full mmcv build."""
+    import importlib.metadata as metadata
+
+    import pycocotools.mask  # noqa: F401
+    assert metadata.version('mmsegmentation') == '1.2.2'
+    assert metadata.version('mmdet') == '3.3.0'
+    assert metadata.version('mmcv') == '2.1.0'
+    # both libraries register everything next to mlmask_mm and mmpretrain
+    # (with transformers also installed, mmpretrain's BLIP import fails:
+    # the extras leave it out)
+    from mmdet.utils import register_all_modules as register_mmdet
+    from mmseg.utils import register_all_modules as register_mmseg
+    register_mmdet(init_default_scope=False)
+    register_mmseg(init_default_scope=False)

@@ -10,6 +10,8 @@ Them", §3): with g_i ~ Gumbel(0, 1),
 
 so flat patches tend to stay visible and textured ones to be masked;
 τ → ∞ is MAE's uniform random masking, τ → 0 masks the r·L most textured.
+``MaskResult.scores`` = softmax(−v / (τ · v̄)), the probability of each
+patch being the first one kept.
 """
 from typing import Optional
 

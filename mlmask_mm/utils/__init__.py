@@ -1,4 +1,3 @@
-from . import safe_checkpoint
-from . import backbone_converter
+from . import backbone_converter, safe_checkpoint
 
-__all__ = ["safe_checkpoint", "backbone_converter"]
+__all__ = ['backbone_converter', 'safe_checkpoint']

@@ -25,8 +25,11 @@ def check_config(cfg: Config) -> None:
     """Fail before anything is built when the config cannot train.
 
     Checks the patch grid (image size divisible by the patch size), the mask
-    ratios, and that the training pipeline produces images of the size the
-    backbone expects.  Each error names the setting and its value.
+    ratios, and, for masked pretraining (a mask ratio or a masker in the
+    model), that the training pipeline produces images of the size the
+    backbone expects; transfer configs (mmseg / mmdet) resize freely and the
+    backbone interpolates its position embeddings.  Each error names the
+    setting and its value.
     """
     model = cfg.get('model', {})
     backbone = model.get('backbone', {}) or {}
@@ -38,6 +41,8 @@ def check_config(cfg: Config) -> None:
     masker = model.get('masker') or {}
     if 'mask_ratio' in masker:
         check_mask_ratio(masker['mask_ratio'], 'model.masker.mask_ratio')
+    if 'mask_ratio' not in backbone and not masker:
+        return
     loader = cfg.get('train_dataloader') or {}
     dataset = loader.get('dataset') or {}
     out_size = _pipeline_size(dataset.get('pipeline'))

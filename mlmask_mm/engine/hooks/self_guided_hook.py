@@ -59,7 +59,14 @@ class SelfGuidedStartHook(Hook):
         return masker
 
     def before_train(self, runner) -> None:
-        self._maskers(runner)
+        informed = self._maskers(runner).maskers[1]
+        if informed.mode == 'cached' and not any(
+                type(h).__name__ == 'SelfGuidedCacheHook'
+                for h in runner.hooks):
+            raise ValueError(
+                "SelfGuidedMasker(mode='cached') reads its relevance maps "
+                "from a cache: add dict(type='SelfGuidedCacheHook', "
+                'interval=k) to custom_hooks')
 
     def switched(self, runner) -> bool:
         return int(self._maskers(runner).active) == 1

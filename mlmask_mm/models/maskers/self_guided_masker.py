@@ -21,6 +21,13 @@ Read top to bottom, for one batch of images:
    ``hint_mode='relevance'``) is revealed and the same number of the least
    relevant visible patches is masked instead, so exactly
    L − int(L (1 − r)) patches stay masked per image.
+
+Two modes.  ``mode='iteration'`` runs steps 1-5 on every training batch
+(one extra no-grad encoder pass over all L patches per step).
+``mode='cached'`` reads S from per-image maps that
+:class:`~mlmask_mm.engine.hooks.SelfGuidedCacheHook` computes every k epochs
+on the whole images and maps through each sample's crop box and flip
+(:mod:`.relevance_cache`); only step 6 runs per batch.
 """
 from typing import Optional, Tuple
 
@@ -29,6 +36,9 @@ import torch.nn.functional as F
 
 from mlmask_mm.registry import MODELS
 from .base import BaseMasker, MaskContext, MaskResult, mask_from_ranking
+from .relevance_cache import RelevanceCache
+
+MODES = ('iteration', 'cached')
 
 
 def affinity(features: torch.Tensor, tau: float = 0.2,
@@ -139,12 +149,16 @@ def informed_ranking(relevance: torch.Tensor, num_mask: int,
 class SelfGuidedMasker(BaseMasker):
     """Informed masking from the model's own token clustering.
 
-    Needs ``context.model`` (a :class:`MaskedMAE`) and the images: it runs
-    one extra no-grad encoder pass over all patches up to ``feature_layer``
-    (negative = from the end; default −2, the second-to-last block).
+    ``mode='iteration'`` needs ``context.model`` (a :class:`MaskedMAE`): it
+    runs one extra no-grad encoder pass over all patches up to
+    ``feature_layer`` (negative = from the end; default −2, the
+    second-to-last block).  ``mode='cached'`` needs ``context.data_samples``
+    with ``sample_idx``, ``crop_box`` and ``flip`` and a cache filled by
+    ``SelfGuidedCacheHook`` (``self.cache``, host memory, not a buffer).
 
     Args:
         mask_ratio: r.
+        mode: ``'iteration'`` or ``'cached'``.
         feature_layer: encoder block whose output gives x'.
         tau, eps: the affinity threshold and floor (step 2).
         hint_ratio: fraction of the masked set revealed as hints; hooks
@@ -155,6 +169,7 @@ class SelfGuidedMasker(BaseMasker):
 
     def __init__(self,
                  mask_ratio: float = 0.75,
+                 mode: str = 'iteration',
                  feature_layer: int = -2,
                  tau: float = 0.2,
                  eps: float = 1e-5,
@@ -167,6 +182,11 @@ class SelfGuidedMasker(BaseMasker):
         if hint_mode not in ('uniform', 'relevance'):
             raise ValueError("hint_mode must be 'uniform' or 'relevance', "
                              f'got {hint_mode!r}')
+        if mode not in MODES:
+            raise ValueError(f'SelfGuidedMasker: mode must be one of {MODES}, '
+                             f'got {mode!r}')
+        self.mode = mode
+        self.cache: Optional[RelevanceCache] = None  # filled by the hook
         self.feature_layer = feature_layer
         self.tau, self.eps = tau, eps
         self.hint_mode = hint_mode
@@ -193,22 +213,42 @@ class SelfGuidedMasker(BaseMasker):
         return x[:, 1:]
 
     @torch.no_grad()
-    def informed_mask(self, features: torch.Tensor) -> MaskResult:
-        """Steps 2-6 on given B x L x C features (float32 inside)."""
+    def relevance(self, features: torch.Tensor) -> torch.Tensor:
+        """Steps 2-5 on B x L x C features: S, B x L (float32, no autocast)."""
         x = features.float()
-        B, L = x.shape[:2]
-        y1, self.last_solver_iters = fiedler_vector(
-            affinity(x, self.tau, self.eps), self.tol, self.max_iters)
-        relevance = object_relevance(x, y1)
-        num_keep = self.num_keep(L)
-        ranking = informed_ranking(relevance, L - num_keep, self.hint_ratio,
-                                   self.hint_mode)
+        with torch.autocast(x.device.type, enabled=False):
+            y1, self.last_solver_iters = fiedler_vector(
+                affinity(x, self.tau, self.eps), self.tol, self.max_iters)
+            return object_relevance(x, y1)
+
+    @torch.no_grad()
+    def mask_from_relevance(self, relevance: torch.Tensor) -> MaskResult:
+        """Step 6: exact-count informed mask with hints from S (B x L)."""
+        num_keep = self.num_keep(relevance.shape[1])
+        ranking = informed_ranking(relevance, relevance.shape[1] - num_keep,
+                                   self.hint_ratio, self.hint_mode)
         return mask_from_ranking(ranking, num_keep, scores=relevance)
+
+    def informed_mask(self, features: torch.Tensor) -> MaskResult:
+        """Steps 2-6 on given B x L x C features."""
+        return self.mask_from_relevance(self.relevance(features))
 
     def forward(self,
                 tokens: torch.Tensor,
                 images: Optional[torch.Tensor] = None,
                 context: Optional[MaskContext] = None) -> MaskResult:
+        if self.mode == 'cached':
+            if self.cache is None:
+                raise RuntimeError(
+                    "SelfGuidedMasker(mode='cached') has no relevance cache: "
+                    'add SelfGuidedCacheHook to custom_hooks')
+            if context is None:
+                raise ValueError("SelfGuidedMasker(mode='cached') needs a "
+                                 'MaskContext with the data samples')
+            relevance = self.cache.lookup(
+                context.data_samples, context.patch_resolution,
+                tokens.device)
+            return self.mask_from_relevance(relevance)
         if context is None or context.model is None:
             raise ValueError('SelfGuidedMasker needs the model in its '
                              'MaskContext (MaskedMAE passes it)')

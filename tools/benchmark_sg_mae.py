@@ -1,0 +1,164 @@
+"""Self-Guided MAE's step cost against plain MAE (``--method sg-mae``).
+
+Run through ``tools/benchmark.py --method sg-mae``.  Three ``MaskedMAE``
+variants with the same architecture, weights, batch and optimizer are timed
+in one process, in alternating order over ``--rounds``:
+
+* ``mae``: ``RandomMasker`` (plain MAE, the reference);
+* ``sg_iteration``: ``SelfGuidedMasker(mode='iteration')``, informed masks
+  from an extra no-grad encoder pass + Ncut on every step;
+* ``sg_cached``: ``SelfGuidedMasker(mode='cached')``, informed masks read
+  from a filled relevance cache through each sample's crop box and flip
+  (random boxes and flips, fixed by the seed).
+
+The cached mode also pays for its refreshes: one no-grad pass + Ncut per
+image every k epochs.  ``refresh`` times one batch of it (eval mode, the
+same batch size) and the amortised cost per training step is
+``refresh_ms / k`` (an epoch has as many steps as a refresh has batches).
+Printed: ms/step per variant, ratios to ``mae``, the refresh time, the
+cached mode's amortised ratio for each k of ``--refresh-intervals``, and the
+Fiedler solver's iteration count.
+"""
+import gc
+import json
+import statistics
+import time
+
+import torch
+
+
+def add_arguments(parser) -> None:
+    g = parser.add_argument_group('sg-mae')
+    g.add_argument('--sg-masker', default='{}',
+                   help='JSON kwargs for SelfGuidedMasker (both modes), '
+                   'e.g. \'{"max_iters": 30}\'')
+    g.add_argument('--refresh-intervals', default='1,5,10,20',
+                   help='k values (epochs between cache refreshes) for the '
+                   "cached mode's amortised cost")
+    g.add_argument('--refresh-reps', type=int, default=5,
+                   help='timed repetitions of one refresh batch')
+
+
+def view_samples(batch_size: int, seed: int):
+    """Data samples of random crops (30-100 % of the image) and flips."""
+    from mmpretrain.structures import DataSample
+    g = torch.Generator().manual_seed(seed + 2)
+    samples = []
+    for i in range(batch_size):
+        side = 0.3 + 0.7 * torch.rand(2, generator=g)
+        x0, y0 = (torch.rand(2, generator=g) * (1 - side)).tolist()
+        flip = bool(torch.rand(1, generator=g) < 0.5)
+        samples.append(DataSample(metainfo=dict(
+            sample_idx=i, crop_box=(x0, y0, x0 + float(side[0]),
+                                    y0 + float(side[1])),
+            flip=flip, flip_direction='horizontal' if flip else None)))
+    return samples
+
+
+@torch.no_grad()
+def refresh_batch(model, inputs):
+    """What SelfGuidedCacheHook does per batch: relevance of whole images."""
+    masker = model.masker
+    tokens = model.backbone.embed(inputs)
+    return masker.relevance(masker.token_features(model, tokens))
+
+
+def run(args, bench) -> dict:
+    from mlmask_mm.models.maskers.relevance_cache import RelevanceCache
+    from mmengine.logging import MMLogger
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu')
+                          if args.device == 'auto' else args.device)
+    ours, _, summary = bench.build_cfgs(args)
+    sg_kwargs = json.loads(args.sg_masker)
+    maskers = dict(
+        mae=dict(type='RandomMasker', mask_ratio=bench.MASK_RATIO),
+        sg_iteration=dict(type='SelfGuidedMasker', mode='iteration',
+                          mask_ratio=bench.MASK_RATIO, **sg_kwargs),
+        sg_cached=dict(type='SelfGuidedMasker', mode='cached',
+                       mask_ratio=bench.MASK_RATIO, **sg_kwargs))
+    cfgs = {name: dict(ours, masker=m) for name, m in maskers.items()}
+
+    torch.manual_seed(args.seed)
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('WARNING')
+    try:
+        ref = bench.build(cfgs['sg_iteration'])
+        ref.init_weights()
+    finally:
+        logger.setLevel(level)
+    state = {k: v.detach().clone() for k, v in ref.state_dict().items()}
+    g = torch.Generator().manual_seed(args.seed)
+    img = summary['img_size']
+    inputs = torch.randn(args.batch_size, 3, img, img, generator=g).to(device)
+    samples = view_samples(args.batch_size, args.seed)
+    grid = (img // summary['patch_size'], ) * 2
+
+    # the refresh: one batch of whole images, eval mode, no grad
+    ref.to(device).eval()
+    with bench.autocast(device, args.dtype):
+        maps = refresh_batch(ref, inputs)
+        refresh_ms = []
+        for _ in range(args.refresh_reps):
+            bench._time_once(lambda: refresh_batch(ref, inputs), device,
+                             refresh_ms)
+    refresh_iters = ref.masker.last_solver_iters
+    cache = RelevanceCache(args.batch_size, grid)
+    cache.store(torch.arange(args.batch_size), maps)
+    del ref
+
+    memory = bench.PeakMemory(device)
+    names = list(cfgs)
+    runs = {name: [] for name in names}
+    solver_iters = []
+    for r in range(args.rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            model = bench.build(cfgs[name])
+            model.load_state_dict(state, strict=False)
+            if name == 'sg_cached':
+                model.masker.cache = cache
+            runs[name].append(bench.time_training(model, inputs, samples,
+                                                  args, device, memory))
+            if name == 'sg_iteration':
+                solver_iters.append(model.masker.last_solver_iters)
+            del model
+            gc.collect()
+            if device.type == 'cuda':
+                torch.cuda.empty_cache()
+    results = {n: bench.summarise(runs[n], args.batch_size) for n in names}
+    base = results['mae']['ms_per_step']
+    refresh = statistics.median(refresh_ms)
+    cached = results['sg_cached']['ms_per_step']
+    intervals = [int(k) for k in args.refresh_intervals.split(',')]
+    out = dict(
+        config=dict(summary, batch_size=args.batch_size, steps=args.steps,
+                    warmup=args.warmup, rounds=args.rounds, dtype=args.dtype,
+                    seed=args.seed, sg_masker=sg_kwargs),
+        environment=dict(
+            device=str(device), device_name=bench.device_name(device),
+            torch=torch.__version__, threads=torch.get_num_threads(),
+            date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+            load_average=list(_loadavg())),
+        variants=results,
+        step_cost_vs_mae=dict(
+            sg_iteration=results['sg_iteration']['ms_per_step'] / base,
+            sg_cached=cached / base),
+        refresh=dict(ms_per_batch=refresh, reps=args.refresh_reps,
+                     solver_iters=refresh_iters),
+        sg_cached_amortised_vs_mae={
+            f'k={k}': (cached + refresh / k) / base for k in intervals},
+        sg_iteration_solver_iters=solver_iters,
+        memory_kind=memory.kind)
+    return out
+
+
+def _loadavg():
+    try:
+        with open('/proc/loadavg') as f:
+            return [float(x) for x in f.read().split()[:3]]
+    except OSError:
+        return []

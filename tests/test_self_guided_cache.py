@@ -239,3 +239,32 @@ def test_cached_mode_bad_setups_fail_before_training(image_folder, tmp_path):
     cfg = cached_config(image_folder, str(tmp_path / 'e'))
     cfg.model.masker.maskers[1]['mode'] = 'iteration'
     fails(cfg, TypeError, "mode='cached'")
+
+
+@pytest.mark.parametrize('name', [
+    'sg-mae_vit-tiny-p4_demo_cached.py', 'sg-mae_vit-tiny-p2_cifar10_cached.py',
+    'sg-mae_vit-base-p16_8xb512-amp-coslr-400e_in1k_cached.py'
+])
+def test_cached_configs_build_and_record_crops(name, image_folder):
+    import os.path as osp
+    from mmengine.config import Config
+    from mmengine.dataset import Compose
+    from mmengine.registry import DefaultScope
+    from conftest import REPO
+    from mlmask_mm.apis import check_config
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'sg_mae', name))
+    check_config(cfg)
+    assert cfg.model.masker.maskers[1].mode == 'cached'
+    assert [h.type for h in cfg.custom_hooks][:2] == [
+        'SelfGuidedStartHook', 'SelfGuidedCacheHook']
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    assert tuple(pipeline[-1].meta_keys) == SELF_GUIDED_META_KEYS
+    # the pipeline on a generated image: the packed sample has its crop box
+    with DefaultScope.overwrite_default_scope('mlmask_mm'):
+        compose = Compose(pipeline)
+    out = compose(dict(img_path=osp.join(image_folder, 'a', '0000.jpg'),
+                       sample_idx=3))
+    meta = out['data_samples'].metainfo
+    x0, y0, x1, y1 = meta['crop_box']
+    assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
+    assert meta['sample_idx'] == 3 and 'flip' in meta

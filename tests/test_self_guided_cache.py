@@ -268,3 +268,35 @@ def test_cached_configs_build_and_record_crops(name, image_folder):
     x0, y0, x1, y1 = meta['crop_box']
     assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
     assert meta['sample_idx'] == 3 and 'flip' in meta
+
+
+def _gather_worker(rank, world, init_file, out_file):
+    import torch.distributed as dist
+    from mlmask_mm.engine.hooks.self_guided_cache_hook import gather_shards
+    dist.init_process_group('gloo', init_method=f'file://{init_file}',
+                            rank=rank, world_size=world)
+    try:
+        num = 5  # uneven shards: rank 0 holds 0, 2, 4; rank 1 holds 1, 3
+        mine = torch.arange(rank, num, world)
+        maps = (mine.float()[:, None, None] + torch.zeros(len(mine), 2, 2))
+        indices, gathered = gather_shards(mine, maps.half(),
+                                          -(-num // world))
+        torch.save(dict(indices=indices, maps=gathered), f'{out_file}{rank}')
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gather_shards_across_two_gloo_processes(tmp_path):
+    """Under DDP every rank ends up with all maps, each under its index."""
+    import torch.multiprocessing as mp
+    # fork: the children start with this process' imports (seconds, not
+    # the tens of seconds of fresh interpreters)
+    mp.start_processes(_gather_worker, args=(2, str(tmp_path / 'init'),
+                                             str(tmp_path / 'out')),
+                       nprocs=2, start_method='fork')
+    for rank in range(2):
+        got = torch.load(tmp_path / f'out{rank}', weights_only=True)
+        assert sorted(got['indices'].tolist()) == [0, 1, 2, 3, 4]
+        assert got['maps'].dtype == torch.float16
+        for i, m in zip(got['indices'], got['maps']):
+            assert torch.all(m == float(i))

@@ -300,3 +300,17 @@ def test_gather_shards_across_two_gloo_processes(tmp_path):
         assert got['maps'].dtype == torch.float16
         for i, m in zip(got['indices'], got['maps']):
             assert torch.all(m == float(i))
+
+
+@pytest.mark.parametrize('power_steps', [2, 3])
+def test_fiedler_vector_with_power_steps_matches_scipy(power_steps):
+    from mlmask_mm.models.maskers.self_guided_masker import (affinity,
+                                                             fiedler_vector)
+    from test_self_guided import clustered_features, scipy_fiedler
+    W = affinity(clustered_features(seed=4)[0])
+    y, iters = fiedler_vector(W, tol=1e-11, max_iters=3000,
+                              power_steps=power_steps)
+    assert iters < 3000
+    for b in range(W.shape[0]):
+        ref = scipy_fiedler(W[b])
+        assert min((y[b] - ref).norm(), (y[b] + ref).norm()) < 1e-6

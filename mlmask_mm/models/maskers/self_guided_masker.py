@@ -53,6 +53,7 @@ def fiedler_vector(W: torch.Tensor,
                    tol: float = 1e-4,
                    max_iters: int = 100,
                    block: int = 4,
+                   power_steps: int = 1,
                    generator: Optional[torch.Generator] = None
                    ) -> Tuple[torch.Tensor, int]:
     """Batched Ncut eigenvector y1 of (D − W) y = λ D y (step 3).
@@ -65,7 +66,11 @@ def fiedler_vector(W: torch.Tensor,
     (1 + λ_{block+2}) / (1 + λ_2) instead of power iteration's
     (1 + λ_3) / (1 + λ_2).  Stops when every graph's residual
     ‖(A + I) v − ρ v‖ of the leading Ritz vector is below ``tol`` or after
-    ``max_iters``.  Returns y1 = D^-½ v (B x L, unit norm; its sign is
+    ``max_iters``.  With ``power_steps`` = s > 1 each iteration multiplies
+    the block by (A + I)^s (deflating after each product) before the
+    orthonormalisation and Rayleigh-Ritz step: the same convergence per
+    product, a third of the small batched factorisations for s = 3, which
+    dominate the time at ViT sizes (L ≤ 256, block 4).  Returns y1 = D^-½ v (B x L, unit norm; its sign is
     arbitrary) and the number of iterations run.
     """
     B, L, _ = W.shape
@@ -101,7 +106,10 @@ def fiedler_vector(W: torch.Tensor,
         residual = (Av - ritz_values[..., -1:] * v).norm(dim=-1).max()
         if residual < tol:
             break
-        V = orthonormalise(deflate(AV))
+        V = deflate(AV)
+        for _ in range(power_steps - 1):
+            V = deflate(A @ V)
+        V = orthonormalise(V)
     return F.normalize(inv_sqrt_d * v, dim=-1), it
 
 
@@ -165,6 +173,8 @@ class SelfGuidedMasker(BaseMasker):
             change it over training (:meth:`set_hint_ratio`).
         hint_mode: ``'uniform'`` (the paper's best) or ``'relevance'``.
         tol, max_iters: the Fiedler solver's residual stop and cap.
+        power_steps: products with (A + I) per solver iteration
+            (:func:`fiedler_vector`).
     """
 
     def __init__(self,
@@ -177,6 +187,7 @@ class SelfGuidedMasker(BaseMasker):
                  hint_mode: str = 'uniform',
                  tol: float = 1e-4,
                  max_iters: int = 100,
+                 power_steps: int = 3,
                  init_cfg=None) -> None:
         super().__init__(mask_ratio=mask_ratio, init_cfg=init_cfg)
         if hint_mode not in ('uniform', 'relevance'):
@@ -191,6 +202,10 @@ class SelfGuidedMasker(BaseMasker):
         self.tau, self.eps = tau, eps
         self.hint_mode = hint_mode
         self.tol, self.max_iters = tol, max_iters
+        if not isinstance(power_steps, int) or power_steps < 1:
+            raise ValueError('SelfGuidedMasker: power_steps must be an '
+                             f'integer >= 1, got {power_steps!r}')
+        self.power_steps = power_steps
         self.set_hint_ratio(hint_ratio)
         self.last_solver_iters = 0
 
@@ -218,7 +233,8 @@ class SelfGuidedMasker(BaseMasker):
         x = features.float()
         with torch.autocast(x.device.type, enabled=False):
             y1, self.last_solver_iters = fiedler_vector(
-                affinity(x, self.tau, self.eps), self.tol, self.max_iters)
+                affinity(x, self.tau, self.eps), self.tol, self.max_iters,
+                power_steps=self.power_steps)
             return object_relevance(x, y1)
 
     @torch.no_grad()

@@ -314,3 +314,67 @@ def test_fiedler_vector_with_power_steps_matches_scipy(power_steps):
     for b in range(W.shape[0]):
         ref = scipy_fiedler(W[b])
         assert min((y[b] - ref).norm(), (y[b] + ref).norm()) < 1e-6
+
+
+# ---------------------------------------- per-token exploitation rates
+def test_per_token_rates_by_hand_and_uniform_attention():
+    from mlmask_mm.engine.exploitation import exploitation_rates
+    g = torch.Generator().manual_seed(5)
+    A = torch.rand(2, 8, 8, generator=g, dtype=torch.float64).softmax(-1)
+    mask = torch.tensor([[0., 1., 1., 1., 0., 1., 1., 1.]] * 2)
+    V, M = [0, 4], [1, 2, 3, 5, 6, 7]
+    sets = {'V': V, 'M': M}
+    m, L = 0.75, 8
+    out = exploitation_rates([A[:1], A[1:]], mask[:1], m, per_token=True)
+    R = {(a, b): 1.0 for a in 'VM' for b in 'VM'}
+
+    def r(attn, src, dst):  # (L/|src|) (1/|dst|) Σ_{i∈dst} Σ_{j∈src} A_ij
+        return L / len(src) * sum(attn[i, j] for i in dst
+                                  for j in src) / len(dst)
+
+    for layer in range(2):
+        attn = A[layer]
+        R = {(a, b): r(attn, sets[a], sets[b]) * R[(a, a)] +
+             r(attn, sets[b], sets[b]) * R[(a, b)]
+             for a in 'VM' for b in 'VM'}
+        assert torch.isclose(out[layer]['R_VO'], torch.tensor(
+            m * R[('V', 'M')] + (1 - m) * R[('V', 'V')], dtype=A.dtype))
+        assert torch.isclose(out[layer]['R_MO'], torch.tensor(
+            m * R[('M', 'M')] + (1 - m) * R[('M', 'V')], dtype=A.dtype))
+    # uniform attention: the plain sum favours the 3x larger mask set,
+    # per token it is a tie (R = 2^l for every pair)
+    uniform = [torch.full((1, 8, 8), 1 / 8, dtype=torch.float64)] * 3
+    plain = exploitation_rates(uniform, mask[:1], m)[-1]
+    assert plain['R_MO'] > 1.5 * plain['R_VO']
+    tokenwise = exploitation_rates(uniform, mask[:1], m, per_token=True)[-1]
+    assert torch.isclose(tokenwise['R_MO'], tokenwise['R_VO'])
+    assert torch.isclose(tokenwise['R_VV'], torch.tensor(8.,
+                                                         dtype=A.dtype))
+
+
+def test_hook_require_crossing_waits_for_a_check_below(image_folder,
+                                                       tmp_path, monkeypatch):
+    from mmengine.runner import Runner
+    from mlmask_mm.apis import prepare_config
+    from mlmask_mm.engine.hooks import self_guided_hook
+    from test_self_guided import sg_config
+    # (R_VO, R_MO): above at the first two checks (a tie at init is not a
+    # signal), below at the third, above again at the fourth: switch there
+    sequence = iter([(1.0, 1.0), (1.0, 1.1), (1.0, 0.9), (1.0, 1.0),
+                     (1.0, 0.5)])
+    seen = []
+
+    def fake_measure(self, runner):
+        assert self.rates == 'per_token'
+        seen.append(int(self._maskers(runner).active))
+        return next(sequence)
+
+    monkeypatch.setattr(self_guided_hook.SelfGuidedStartHook, 'measure',
+                        fake_measure)
+    cfg = sg_config(image_folder, str(tmp_path / 'w'), max_iters=5,
+                    rates='per_token', require_crossing=True)
+    runner = Runner.from_cfg(prepare_config(cfg))
+    runner.train()
+    assert seen == [0, 0, 0, 0, 1]
+    with pytest.raises(ValueError, match='rates'):
+        self_guided_hook.SelfGuidedStartHook(rates='mean')

@@ -242,7 +242,8 @@ def test_cached_mode_bad_setups_fail_before_training(image_folder, tmp_path):
 
 
 @pytest.mark.parametrize('name', [
-    'sg-mae_vit-tiny-p4_demo_cached.py', 'sg-mae_vit-tiny-p2_cifar10_cached.py',
+    'sg-mae_vit-tiny-p4_demo_cached.py',
+    'sg-mae_vit-tiny-p2_cifar10_cached.py',
     'sg-mae_vit-base-p16_8xb512-amp-coslr-400e_in1k_cached.py'
 ])
 def test_cached_configs_build_and_record_crops(name, image_folder):

@@ -105,10 +105,11 @@ class SelfGuidedCacheHook(Hook):
         crops = [i for i, t in enumerate(transforms)
                  if isinstance(t, RecordedRandomResizedCrop)]
         if len(crops) != 1:
+            names = [type(t).__name__ for t in transforms]
             raise ValueError(
                 'SelfGuidedCacheHook: the train pipeline must contain one '
                 "RecordedRandomResizedCrop (it records each sample's crop "
-                f'box), found {len(crops)} in {[type(t).__name__ for t in transforms]}')
+                f'box), found {len(crops)} in {names}')
         state = get_rng_state()
         try:
             meta = dataset[0]['data_samples'].metainfo
@@ -181,7 +182,8 @@ class SelfGuidedCacheHook(Hook):
         indices = torch.tensor(indices, dtype=torch.long)
         maps = torch.cat(maps)
         if world > 1:
-            indices, maps = gather_shards(indices, maps, math.ceil(num / world))
+            indices, maps = gather_shards(indices, maps,
+                                          math.ceil(num / world))
         masker.cache.store(indices, maps)
         masker.cache.refreshes += 1
         seconds = time.perf_counter() - start

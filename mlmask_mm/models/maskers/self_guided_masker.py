@@ -70,7 +70,8 @@ def fiedler_vector(W: torch.Tensor,
     the block by (A + I)^s (deflating after each product) before the
     orthonormalisation and Rayleigh-Ritz step: the same convergence per
     product, a third of the small batched factorisations for s = 3, which
-    dominate the time at ViT sizes (L ≤ 256, block 4).  Returns y1 = D^-½ v (B x L, unit norm; its sign is
+    dominate the time at ViT sizes (L ≤ 256, block 4).  Returns
+    y1 = D^-½ v (B x L, unit norm; its sign is
     arbitrary) and the number of iterations run.
     """
     B, L, _ = W.shape

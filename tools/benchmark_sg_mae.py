@@ -11,6 +11,12 @@ in one process, in alternating order over ``--rounds``:
   from a filled relevance cache through each sample's crop box and flip
   (random boxes and flips, fixed by the seed).
 
+Each round builds the three models afresh and runs their steps
+interleaved, one step of each in turn with the order rotating, because on a
+shared machine load drifts within seconds and whole-variant blocks then
+measure the load, not the variant.  Peak memory is the process' over a
+round (all three models are alive together).
+
 The cached mode also pays for its refreshes: one no-grad pass + Ncut per
 image every k epochs.  ``refresh`` times one batch of it (eval mode, the
 same batch size) and the amortised cost per training step is
@@ -61,6 +67,47 @@ def refresh_batch(model, inputs):
     masker = model.masker
     tokens = model.backbone.embed(inputs)
     return masker.relevance(masker.token_features(model, tokens))
+
+
+def interleaved_training(models, inputs, samples, args, device,
+                         first: int = 0) -> dict:
+    """One step of each variant in turn (the order rotates every step), so
+    that drifting load on a shared machine hits all variants alike.  A step
+    is forward + backward + ``AdamW.step()`` as in benchmark.py."""
+    import contextlib
+    names = list(models)
+    opts = {}
+    for name, model in models.items():
+        model.to(device).train()
+        opts[name] = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad], lr=args.lr,
+            betas=(0.9, 0.95), weight_decay=0.05)
+    out = {n: dict(times=[], first_step_ms=None, first_step_loss=None)
+           for n in names}
+    cast = (torch.autocast(device.type, dtype=torch.bfloat16)
+            if args.dtype == 'bf16' else contextlib.nullcontext())
+    sync = (torch.cuda.synchronize if device.type == 'cuda'
+            else (lambda: None))
+    for i in range(args.warmup + args.steps):
+        k = (i + first) % len(names)
+        for name in names[k:] + names[:k]:
+            model, opt = models[name], opts[name]
+            torch.manual_seed(args.seed + 1 + i)  # the same random masks
+            sync()
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            with cast:
+                loss = model.loss(inputs, samples)['loss']
+            loss.backward()
+            opt.step()
+            sync()
+            dt = time.perf_counter() - t0
+            if i == 0:
+                out[name].update(first_step_ms=dt * 1e3,
+                                 first_step_loss=loss.detach().float().item())
+            if i >= args.warmup:
+                out[name]['times'].append(dt)
+    return out
 
 
 def run(args, bench) -> dict:
@@ -115,20 +162,21 @@ def run(args, bench) -> dict:
     runs = {name: [] for name in names}
     solver_iters = []
     for r in range(args.rounds):
-        order = names if r % 2 == 0 else names[::-1]
-        for name in order:
-            model = bench.build(cfgs[name])
-            model.load_state_dict(state, strict=False)
-            if name == 'sg_cached':
-                model.masker.cache = cache
-            runs[name].append(bench.time_training(model, inputs, samples,
-                                                  args, device, memory))
-            if name == 'sg_iteration':
-                solver_iters.append(model.masker.last_solver_iters)
-            del model
-            gc.collect()
-            if device.type == 'cuda':
-                torch.cuda.empty_cache()
+        models = {}
+        for name in names:
+            models[name] = bench.build(cfgs[name])
+            models[name].load_state_dict(state, strict=False)
+        models['sg_cached'].masker.cache = cache
+        memory.reset()
+        times = interleaved_training(models, inputs, samples, args, device,
+                                     first=r)
+        for name in names:
+            runs[name].append(dict(times[name], peak_mem_mb=memory.peak_mb()))
+        solver_iters.append(models['sg_iteration'].masker.last_solver_iters)
+        del models
+        gc.collect()
+        if device.type == 'cuda':
+            torch.cuda.empty_cache()
     results = {n: bench.summarise(runs[n], args.batch_size) for n in names}
     base = results['mae']['ms_per_step']
     refresh = statistics.median(refresh_ms)

@@ -210,6 +210,11 @@ class SelfGuidedMasker(BaseMasker):
         self.set_hint_ratio(hint_ratio)
         self.last_solver_iters = 0
 
+    def extra_repr(self) -> str:
+        return (f'mask_ratio={self.mask_ratio}, mode={self.mode!r}, '
+                f'feature_layer={self.feature_layer}, '
+                f'hint_ratio={self.hint_ratio}')
+
     def set_hint_ratio(self, hint_ratio: float) -> None:
         if not 0 <= hint_ratio < 1:
             raise ValueError(

@@ -24,6 +24,8 @@ def test_sg_benchmark_tiny_cpu(capsys):
         variants['mae']['first_step_loss']
     # the masker kwargs reach both modes: tol 0 runs the solver to its cap
     assert out['refresh']['solver_iters'] == 7
+    assert out['refresh']['encoder_pass_ms'] > 0
+    assert out['refresh']['ncut_and_relevance_ms'] > 0
     assert out['sg_iteration_solver_iters'] == [7]
     base = variants['mae']['ms_per_step']
     cost = out['step_cost_vs_mae']

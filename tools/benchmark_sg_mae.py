@@ -21,7 +21,8 @@ The cached mode also pays for its refreshes: one no-grad pass + Ncut per
 image every k epochs.  ``refresh`` times one batch of it (eval mode, the
 same batch size) and the amortised cost per training step is
 ``refresh_ms / k`` (an epoch has as many steps as a refresh has batches).
-Printed: ms/step per variant, ratios to ``mae``, the refresh time, the
+Printed: ms/step per variant, ratios to ``mae``, the refresh time (also
+split into the encoder pass and the Ncut + relevance), the
 cached mode's amortised ratio for each k of ``--refresh-intervals``, and the
 Fiedler solver's iteration count.
 """
@@ -146,13 +147,20 @@ def run(args, bench) -> dict:
 
     # the refresh: one batch of whole images, eval mode, no grad
     ref.to(device).eval()
-    with bench.autocast(device, args.dtype):
+    masker = ref.masker
+    with bench.autocast(device, args.dtype), torch.no_grad():
         maps = refresh_batch(ref, inputs)
-        refresh_ms = []
+        tokens = ref.backbone.embed(inputs)
+        features = masker.token_features(ref, tokens)
+        parts = dict(total=lambda: refresh_batch(ref, inputs),
+                     encoder_pass=lambda: masker.token_features(ref, tokens),
+                     ncut_and_relevance=lambda: masker.relevance(features))
+        part_ms = {k: [] for k in parts}
         for _ in range(args.refresh_reps):
-            bench._time_once(lambda: refresh_batch(ref, inputs), device,
-                             refresh_ms)
-    refresh_iters = ref.masker.last_solver_iters
+            for k, fn in parts.items():
+                bench._time_once(fn, device, part_ms[k])
+    refresh_ms = part_ms['total']
+    refresh_iters = masker.last_solver_iters
     cache = RelevanceCache(args.batch_size, grid)
     cache.store(torch.arange(args.batch_size), maps)
     del ref
@@ -196,7 +204,11 @@ def run(args, bench) -> dict:
             sg_iteration=results['sg_iteration']['ms_per_step'] / base,
             sg_cached=cached / base),
         refresh=dict(ms_per_batch=refresh, reps=args.refresh_reps,
-                     solver_iters=refresh_iters),
+                     solver_iters=refresh_iters,
+                     encoder_pass_ms=statistics.median(
+                         part_ms['encoder_pass']),
+                     ncut_and_relevance_ms=statistics.median(
+                         part_ms['ncut_and_relevance'])),
         sg_cached_amortised_vs_mae={
             f'k={k}': (cached + refresh / k) / base for k in intervals},
         sg_iteration_solver_iters=solver_iters,

@@ -11,7 +11,7 @@ def test_sg_benchmark_tiny_cpu(capsys):
     out = _load_benchmark().main([
         '--method', 'sg-mae', '--arch', json.dumps(arch), '--img-size', '16',
         '--patch-size', '4', '--batch-size', '3', '--steps', '1', '--warmup',
-        '0', '--device', 'cpu', '--refresh-reps', '1', '--refresh-intervals',
+        '0', '--device', 'cpu', '--refresh-intervals',
         '1,4', '--sg-masker', '{"max_iters": 7, "tol": 0, "power_steps": 1}'
     ])
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(out))

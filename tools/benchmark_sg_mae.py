@@ -19,7 +19,7 @@ round (all three models are alive together).
 
 The cached mode also pays for its refreshes: one no-grad pass + Ncut per
 image every k epochs.  ``refresh`` times one batch of it (eval mode, the
-same batch size) and the amortised cost per training step is
+same batch size, once per step in the interleaved loop) and the amortised cost per training step is
 ``refresh_ms / k`` (an epoch has as many steps as a refresh has batches).
 Printed: ms/step per variant, ratios to ``mae``, the refresh time (also
 split into the encoder pass and the Ncut + relevance), the
@@ -42,8 +42,6 @@ def add_arguments(parser) -> None:
     g.add_argument('--refresh-intervals', default='1,5,10,20',
                    help='k values (epochs between cache refreshes) for the '
                    "cached mode's amortised cost")
-    g.add_argument('--refresh-reps', type=int, default=5,
-                   help='timed repetitions of one refresh batch')
 
 
 def view_samples(batch_size: int, seed: int):
@@ -71,10 +69,12 @@ def refresh_batch(model, inputs):
 
 
 def interleaved_training(models, inputs, samples, args, device,
-                         first: int = 0) -> dict:
+                         extras=None, first: int = 0) -> dict:
     """One step of each variant in turn (the order rotates every step), so
     that drifting load on a shared machine hits all variants alike.  A step
-    is forward + backward + ``AdamW.step()`` as in benchmark.py."""
+    is forward + backward + ``AdamW.step()`` as in benchmark.py.  Each
+    callable of ``extras`` is timed once per step, after the steps."""
+    extras = extras or {}
     import contextlib
     names = list(models)
     opts = {}
@@ -108,7 +108,21 @@ def interleaved_training(models, inputs, samples, args, device,
                                  first_step_loss=loss.detach().float().item())
             if i >= args.warmup:
                 out[name]['times'].append(dt)
+        for name, fn in extras.items():
+            times = out.setdefault(name, dict(times=[]))['times']
+            if i >= args.warmup:
+                bench_time(fn, sync, times)
+            else:
+                fn()
     return out
+
+
+def bench_time(fn, sync, out) -> None:
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    out.append(time.perf_counter() - t0)
 
 
 def run(args, bench) -> dict:
@@ -145,30 +159,32 @@ def run(args, bench) -> dict:
     samples = view_samples(args.batch_size, args.seed)
     grid = (img // summary['patch_size'], ) * 2
 
-    # the refresh: one batch of whole images, eval mode, no grad
+    # the refresh: one batch of whole images, eval mode, no grad; timed
+    # in the interleaved loop, its two parts too
     ref.to(device).eval()
     masker = ref.masker
     with bench.autocast(device, args.dtype), torch.no_grad():
         maps = refresh_batch(ref, inputs)
-        tokens = ref.backbone.embed(inputs)
-        features = masker.token_features(ref, tokens)
-        parts = dict(total=lambda: refresh_batch(ref, inputs),
-                     encoder_pass=lambda: masker.token_features(ref, tokens),
-                     ncut_and_relevance=lambda: masker.relevance(features))
-        part_ms = {k: [] for k in parts}
-        for _ in range(args.refresh_reps):
-            for k, fn in parts.items():
-                bench._time_once(fn, device, part_ms[k])
-    refresh_ms = part_ms['total']
-    refresh_iters = masker.last_solver_iters
+        features = masker.token_features(ref, ref.backbone.embed(inputs))
     cache = RelevanceCache(args.batch_size, grid)
     cache.store(torch.arange(args.batch_size), maps)
-    del ref
+
+    def timed(fn):
+        def call():
+            with bench.autocast(device, args.dtype), torch.no_grad():
+                fn()
+        return call
+
+    extras = dict(
+        refresh=timed(lambda: refresh_batch(ref, inputs)),
+        refresh_encoder_pass=timed(lambda: masker.token_features(
+            ref, ref.backbone.embed(inputs))),
+        refresh_ncut_and_relevance=timed(lambda: masker.relevance(features)))
 
     memory = bench.PeakMemory(device)
     names = list(cfgs)
     runs = {name: [] for name in names}
-    solver_iters = []
+    solver_iters, refresh_ms = [], {}
     for r in range(args.rounds):
         models = {}
         for name in names:
@@ -177,9 +193,12 @@ def run(args, bench) -> dict:
         models['sg_cached'].masker.cache = cache
         memory.reset()
         times = interleaved_training(models, inputs, samples, args, device,
-                                     first=r)
+                                     extras, first=r)
         for name in names:
             runs[name].append(dict(times[name], peak_mem_mb=memory.peak_mb()))
+        for name in extras:
+            refresh_ms.setdefault(name, []).extend(
+                t * 1e3 for t in times[name]['times'])
         solver_iters.append(models['sg_iteration'].masker.last_solver_iters)
         del models
         gc.collect()
@@ -187,7 +206,7 @@ def run(args, bench) -> dict:
             torch.cuda.empty_cache()
     results = {n: bench.summarise(runs[n], args.batch_size) for n in names}
     base = results['mae']['ms_per_step']
-    refresh = statistics.median(refresh_ms)
+    refresh = statistics.median(refresh_ms['refresh'])
     cached = results['sg_cached']['ms_per_step']
     intervals = [int(k) for k in args.refresh_intervals.split(',')]
     out = dict(
@@ -203,12 +222,13 @@ def run(args, bench) -> dict:
         step_cost_vs_mae=dict(
             sg_iteration=results['sg_iteration']['ms_per_step'] / base,
             sg_cached=cached / base),
-        refresh=dict(ms_per_batch=refresh, reps=args.refresh_reps,
-                     solver_iters=refresh_iters,
+        refresh=dict(ms_per_batch=refresh,
+                     timed=len(refresh_ms['refresh']),
+                     solver_iters=masker.last_solver_iters,
                      encoder_pass_ms=statistics.median(
-                         part_ms['encoder_pass']),
+                         refresh_ms['refresh_encoder_pass']),
                      ncut_and_relevance_ms=statistics.median(
-                         part_ms['ncut_and_relevance'])),
+                         refresh_ms['refresh_ncut_and_relevance'])),
         sg_cached_amortised_vs_mae={
             f'k={k}': (cached + refresh / k) / base for k in intervals},
         sg_iteration_solver_iters=solver_iters,

@@ -379,3 +379,31 @@ def test_hook_require_crossing_waits_for_a_check_below(image_folder,
     assert seen == [0, 0, 0, 0, 1]
     with pytest.raises(ValueError, match='rates'):
         self_guided_hook.SelfGuidedStartHook(rates='mean')
+
+
+def test_cached_mode_refresh_interval_in_epochs(image_folder, tmp_path,
+                                                monkeypatch):
+    """Epoch-based loop (the configs' setting): informed from epoch 1, a
+    refresh every 2 epochs -> refreshes at the start of epochs 1 and 3."""
+    from mmengine.runner import Runner
+    from mlmask_mm.apis import prepare_config
+    from mlmask_mm.engine.hooks import SelfGuidedCacheHook
+    refreshed = []
+    real_refresh = SelfGuidedCacheHook.refresh
+
+    def spy(self, runner):
+        refreshed.append((runner.epoch, runner.iter))
+        real_refresh(self, runner)
+
+    monkeypatch.setattr(SelfGuidedCacheHook, 'refresh', spy)
+    cfg = cached_config(image_folder, str(tmp_path / 'w'), start=1)
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=4)
+    cfg.param_scheduler = []
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=10)
+    cfg.log_processor = dict(by_epoch=True)
+    cfg.custom_hooks[0].update(by_epoch=True, interval=1)
+    cfg.custom_hooks[1].update(by_epoch=True, interval=2)
+    runner = Runner.from_cfg(prepare_config(cfg))
+    runner.train()
+    # 16 images, batch 4: 4 iterations per epoch
+    assert refreshed == [(1, 4), (3, 12)]

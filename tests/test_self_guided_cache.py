@@ -269,6 +269,10 @@ def test_cached_configs_build_and_record_crops(name, image_folder):
     x0, y0, x1, y1 = meta['crop_box']
     assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
     assert meta['sample_idx'] == 3 and 'flip' in meta
+    # the pipeline-size check knows the recording crop
+    pipeline[1].scale = 48
+    with pytest.raises(ValueError, match='pipeline makes'):
+        check_config(cfg)
 
 
 def _gather_worker(rank, world, init_file, out_file):

@@ -5,7 +5,8 @@ from mmengine.config import Config
 from mlmask_mm.models.algorithms.masked_vit import check_patch_grid
 from mlmask_mm.models.maskers.base import check_mask_ratio
 
-_SIZE_TRANSFORMS = ('RandomResizedCrop', 'CenterCrop', 'Resize', 'RandomCrop')
+_SIZE_TRANSFORMS = ('RandomResizedCrop', 'RecordedRandomResizedCrop',
+                    'CenterCrop', 'Resize', 'RandomCrop')
 
 
 def _pipeline_size(pipeline):

@@ -49,5 +49,6 @@ def test_analysis_tool_writes_json_and_pictures(image_folder, tmp_path):
     assert len(metrics['feature_variance']) == 2  # 2 encoder layers
     assert len(metrics['exploitation']) == 1      # 1 decoder layer
     assert {'R_VO', 'R_MO'} <= set(metrics['exploitation'][0])
+    assert {'R_VO', 'R_MO'} <= set(metrics['exploitation_per_token'][0])
     assert osp.getsize(out / 'masks.png') > 0
     assert osp.getsize(out / 'metrics.png') > 0

@@ -5,7 +5,8 @@
 
 Writes ``metrics.json`` (feature variance σF, similarity variance σS, mean
 attention distance per encoder layer, exploitation rates R_{V→O} / R_{M→O}
-per decoder layer under random masks, bi-partition gap μ_intra − μ_inter),
+per decoder layer under random masks, summed and per key token, bi-partition
+gap μ_intra − μ_inter),
 ``metrics.png`` (those curves) and ``masks.png`` (rows: image | Ncut
 bi-partition, object cluster bright | informed mask | relevance heat map).
 Works for any MaskedMAE checkpoint of the package (every masking method).
@@ -107,6 +108,8 @@ def analyse(model, inputs, feature_layer=-2, seed=0):
     model.masker = RandomMasker(saved.mask_ratio)
     try:
         rates = measure_exploitation(model, inputs)
+        torch.manual_seed(seed)  # the same random masks
+        rates_per_token = measure_exploitation(model, inputs, per_token=True)
     finally:
         model.masker = saved
     metrics = dict(
@@ -120,6 +123,9 @@ def analyse(model, inputs, feature_layer=-2, seed=0):
             float(attention_distance(a[:, 1:, 1:], grid)) for a in enc_attn
         ],
         exploitation=[{k: float(v) for k, v in r.items()} for r in rates],
+        exploitation_per_token=[{k: float(v)
+                                 for k, v in r.items()}
+                                for r in rates_per_token],
         bipartition_gap=float(bipartition_gap(feats, obj)),
         solver_iterations=int(iters),
     )

@@ -10,6 +10,9 @@ from mlmask_mm.registry import HOOKS
 from .rng_state_hook import get_rng_state, set_rng_state
 
 
+SEEN_BELOW = 'sg_seen_R_MO_below_R_VO'  # message-hub info, resumed
+
+
 @HOOKS.register_module()
 class SelfGuidedStartHook(Hook):
     """Switch from random to informed masks; schedule the hint ratio.
@@ -20,7 +23,13 @@ class SelfGuidedStartHook(Hook):
     rates of the last decoder layer on ``num_images`` fixed training images
     under random masks, logs ``sg/R_VO`` and ``sg/R_MO``, and switches to the
     informed masker once R_{M→O} ≥ R_{V→O} — or at ``start`` (epoch or
-    iteration) when that is given.  The switch lives in the masker's
+    iteration) when that is given.  ``rates='per_token'`` measures the
+    rates normalised per key token (:func:`exploitation_rates`), and
+    ``require_crossing=True`` switches only at a check where R_{M→O} ≥
+    R_{V→O} after a check where it was below (remembered in the message
+    hub, so across resumes too): with per-token rates a near-uniform
+    attention at initialisation is a tie, not a signal.  The switch lives in
+    the masker's
     ``active`` buffer, so checkpoints carry it and a resumed run continues in
     the right mode.  The hint ratio goes linearly from ``hint_ratio[0]`` to
     ``hint_ratio[1]`` over training.
@@ -33,7 +42,14 @@ class SelfGuidedStartHook(Hook):
                  interval: int = 1,
                  by_epoch: bool = True,
                  num_images: int = 32,
-                 hint_ratio: Sequence[float] = (0.05, 0.05)) -> None:
+                 hint_ratio: Sequence[float] = (0.05, 0.05),
+                 rates: str = 'sum',
+                 require_crossing: bool = False) -> None:
+        if rates not in ('sum', 'per_token'):
+            raise ValueError("SelfGuidedStartHook: rates must be 'sum' or "
+                             f"'per_token', got {rates!r}")
+        self.rates = rates
+        self.require_crossing = require_crossing
         self.start = start
         self.interval = interval
         self.by_epoch = by_epoch
@@ -59,7 +75,14 @@ class SelfGuidedStartHook(Hook):
         return masker
 
     def before_train(self, runner) -> None:
-        self._maskers(runner)
+        informed = self._maskers(runner).maskers[1]
+        if informed.mode == 'cached' and not any(
+                type(h).__name__ == 'SelfGuidedCacheHook'
+                for h in runner.hooks):
+            raise ValueError(
+                "SelfGuidedMasker(mode='cached') reads its relevance maps "
+                "from a cache: add dict(type='SelfGuidedCacheHook', "
+                'interval=k) to custom_hooks')
 
     def switched(self, runner) -> bool:
         return int(self._maskers(runner).active) == 1
@@ -102,7 +125,8 @@ class SelfGuidedStartHook(Hook):
             inputs = model.data_preprocessor(self._batch, False)['inputs']
             was_training = model.training
             model.eval()
-            rates = measure_exploitation(model, inputs)[-1]
+            rates = measure_exploitation(
+                model, inputs, per_token=self.rates == 'per_token')[-1]
             model.train(was_training)
         finally:
             masker.set_active(active)
@@ -117,8 +141,15 @@ class SelfGuidedStartHook(Hook):
                            f'R_M->O={r_mo:.4f}')
         if self.switched(runner):
             return
-        due = (progress >= self.start) if self.start is not None \
-            else r_mo >= r_vo
+        hub = runner.message_hub
+        if self.start is not None:
+            due = progress >= self.start
+        elif self.require_crossing:
+            due = r_mo >= r_vo and bool(hub.get_info(SEEN_BELOW, False))
+            if r_mo < r_vo:
+                hub.update_info(SEEN_BELOW, True)
+        else:
+            due = r_mo >= r_vo
         if due:
             self._maskers(runner).set_active(1)
             unit = 'epoch' if self.by_epoch else 'iteration'

@@ -1,0 +1,114 @@
+"""Per-image relevance maps of Self-Guided MAE's cached mode.
+
+Every k epochs :class:`SelfGuidedCacheHook` computes the relevance S_i of
+every patch of every training image, seen whole (resized to the model's
+input size, no crop, no flip), and stores it here as an h x w map in the
+image's own coordinates, keyed by the dataset index.  A training sample is
+a random crop of its image, maybe flipped; its relevance is read from the
+map at the centres of its own patches (:func:`view_relevance`):
+
+    patch (i, j) of the view, u = (j + ½) / w, v = (i + ½) / h
+    (u → 1 − u for a horizontal flip, v → 1 − v for a vertical one),
+    image point x = x0 + u (x1 − x0), y = y0 + v (y1 − y0),
+
+with (x0, y0, x1, y1) the crop box as fractions of the image
+(``RecordedRandomResizedCrop`` records it), and the map sampled bilinearly
+there.  The flip is applied after the crop, as in the MAE pipelines.
+
+The maps live in host memory as float16 (N x h x w: 1.28 M ImageNet images
+at 14 x 14 take 0.5 GB), on every rank, and are not saved in checkpoints: a
+resumed run computes them again from the resumed weights.
+"""
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+FLIPS = {None: (False, False), 'horizontal': (True, False),
+         'vertical': (False, True), 'diagonal': (True, True)}
+
+
+def view_relevance(maps: torch.Tensor, boxes: torch.Tensor,
+                   flips: torch.Tensor, out_hw: Sequence[int]) -> torch.Tensor:
+    """Relevance of each view's patches from its image's map.
+
+    Args:
+        maps: B x h x w relevance maps over whole images.
+        boxes: B x 4 crop boxes (x0, y0, x1, y1), fractions of the image.
+        flips: B x 2 bools, (horizontal, vertical) flip after the crop.
+        out_hw: the view's patch grid (h', w').
+    Returns:
+        B x (h' w') relevance, row-major like the patch tokens.
+    """
+    B = maps.shape[0]
+    oh, ow = out_hw
+    dtype, device = maps.dtype, maps.device
+    u = (torch.arange(ow, dtype=dtype, device=device) + 0.5) / ow
+    v = (torch.arange(oh, dtype=dtype, device=device) + 0.5) / oh
+    u = torch.where(flips[:, :1], 1 - u, u)  # B x w'
+    v = torch.where(flips[:, 1:], 1 - v, v)  # B x h'
+    boxes = boxes.to(dtype)
+    x = boxes[:, :1] + u * (boxes[:, 2:3] - boxes[:, :1])
+    y = boxes[:, 1:2] + v * (boxes[:, 3:4] - boxes[:, 1:2])
+    # grid_sample's coordinates: -1 / +1 = the outer edges of the map
+    grid = torch.stack(torch.broadcast_tensors(
+        x[:, None, :] * 2 - 1, y[:, :, None] * 2 - 1), dim=-1)  # B h' w' 2
+    out = F.grid_sample(maps.unsqueeze(1), grid, mode='bilinear',
+                        padding_mode='border', align_corners=False)
+    return out.reshape(B, oh * ow)
+
+
+class RelevanceCache:
+    """N x h x w relevance maps (float16, host memory), by dataset index."""
+
+    def __init__(self, num_images: int, grid: Sequence[int]) -> None:
+        self.maps = torch.zeros(num_images, *grid, dtype=torch.float16)
+        self.filled = torch.zeros(num_images, dtype=torch.bool)
+        self.refreshes = 0  # how many times the whole cache was computed
+
+    @property
+    def grid(self):
+        return tuple(self.maps.shape[1:])
+
+    def store(self, indices: torch.Tensor, maps: torch.Tensor) -> None:
+        indices = indices.cpu()
+        self.maps[indices] = maps.detach().to('cpu', torch.float16).reshape(
+            len(indices), *self.grid)
+        self.filled[indices] = True
+
+    def lookup(self, data_samples, out_hw: Sequence[int],
+               device: torch.device) -> torch.Tensor:
+        """B x L relevance of the views described by ``data_samples``."""
+        if data_samples is None or len(data_samples) == 0:
+            raise ValueError(
+                "SelfGuidedMasker(mode='cached') needs the batch's data "
+                'samples (sample_idx, crop_box, flip) in its MaskContext')
+        indices, boxes, flips = [], [], []
+        for s in data_samples:
+            meta = s.metainfo
+            for key in ('sample_idx', 'crop_box'):
+                if key not in meta:
+                    raise KeyError(
+                        f"SelfGuidedMasker(mode='cached'): data sample has no "
+                        f"'{key}'; the train pipeline needs "
+                        "RecordedRandomResizedCrop and PackInputs(meta_keys="
+                        'mlmask_mm.datasets.SELF_GUIDED_META_KEYS)')
+            direction = meta.get('flip_direction') if meta.get('flip') \
+                else None
+            if direction not in FLIPS:
+                raise ValueError(f'unsupported flip_direction {direction!r}')
+            indices.append(int(meta['sample_idx']))
+            boxes.append(meta['crop_box'])
+            flips.append(FLIPS[direction])
+        index = torch.tensor(indices)
+        if index.max() >= len(self.filled) or not self.filled[index].all():
+            missing = [i for i in indices
+                       if i >= len(self.filled) or not self.filled[i]]
+            raise KeyError(f'relevance cache has no map for dataset indices '
+                           f'{missing[:8]} (cache of {len(self.filled)} '
+                           'images): SelfGuidedCacheHook must refresh it '
+                           'before informed masks are drawn')
+        maps = self.maps[index].to(device=device, dtype=torch.float32)
+        return view_relevance(
+            maps, torch.tensor(boxes, device=device),
+            torch.tensor(flips, device=device), out_hw)

@@ -24,7 +24,8 @@ def test_cl_mae_benchmark_tiny_cpu(capsys):
     out = _load_benchmark().main(TINY + [
         '--batch-size', '4', '--steps', '3', '--warmup', '1',
         '--intervals', '1', '2', '--masker-layers', '1',
-        '--masker-dims', '16', '--masker-batch-sizes', '0', '2'])
+        '--masker-dims', '16', '--masker-batch-sizes', '0', '2',
+        '--breakdown'])
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(out))
     assert out['method'] == 'cl-mae'
     # steps and warm-up rounded up to whole cycles of every n
@@ -42,6 +43,10 @@ def test_cl_mae_benchmark_tiny_cpu(capsys):
         assert v['masker_step_calls'] == 4 // n
         assert v['ms_per_step'] > 0 and v['mae_step_ms'] > 0
         assert v['masker_step_ms'] > 0 and v['masker_forward_nograd_ms'] > 0
+        assert set(v['parts_ms']) == {
+            'embed_ms', 'masker_fwd_nograd_ms', 'mae_fwd_bwd_ms',
+            'masker_fwd_bwd_ms', 'soft_fwd_nograd_ms', 'soft_fwd_bwd_ms'}
+        assert all(t > 0 for t in v['parts_ms'].values())
         assert v['vs_mae'] == pytest.approx(
             v['ms_per_step'] / variants['mae']['ms_per_step'])
         # goals: n = 1 -> 1.8x; no goal for n = 2

@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--masker-batch-sizes', type=int, nargs='+', default=[0],
                    help='masker_batch_size k of the module step; 0 = the '
                    'whole batch (default)')
+    g.add_argument('--breakdown', action='store_true',
+                   help='also time the parts of the two steps alone '
+                   '(median of --steps repetitions, per module shape and k)')
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -240,6 +243,69 @@ def masker_forward_ms(model, inputs, device, bench, reps: int) -> float:
     return sorted(out)[len(out) // 2]
 
 
+def time_parts(model, inputs, k: int, device, bench, reps: int) -> dict:
+    """The parts of the two steps alone, on the variant's model (median ms
+    of ``reps``; k = the module step's batch):
+
+    ``embed``: patch embedding (no graph); ``masker_fwd_nograd``: the
+    module's forward of the MAE step; ``mae_fwd_bwd``: MAE's forward and
+    backward on the module's top-k mask (weight gradients of the MAE);
+    ``masker_fwd_bwd``: the module's forward and backward of the module
+    step; ``soft_fwd_nograd``: the soft full-token pass (encoder + decoder
+    on all L tokens) without a graph; ``soft_fwd_bwd``: the same with the
+    MAE frozen and the gradient to the scores only, plus L_rec^soft (the
+    module step's cost on top of ``masker_fwd_bwd``).
+    """
+    from mlmask_mm.models.algorithms.cl_mae import frozen
+    from mlmask_mm.models.losses import soft_reconstruction_loss
+    model.to(device).train()
+    x = model.data_preprocessor(dict(inputs=inputs, data_samples=None),
+                                True)['inputs']
+    xk = x[:k]
+    with torch.no_grad():
+        tokens = model.backbone.embed(x)
+        result = model.masker(tokens)
+        scores_k = result.scores[:k].detach()
+    tokens_k = tokens[:k]
+
+    def mae_fwd_bwd():
+        t = model.backbone.embed(x)
+        pred = model.reconstruct(t, result)
+        model.head.loss(pred, x, result.mask).backward()
+
+    def masker_fwd_bwd():
+        model.masker(tokens_k).scores.sum().backward()
+
+    def soft_fwd_nograd():
+        with torch.no_grad():
+            model.soft_reconstruct(tokens_k, scores_k)
+
+    def soft_fwd_bwd():
+        with frozen(model.mae_parameters()):
+            s = scores_k.clone().requires_grad_()
+            pred = model.soft_reconstruct(tokens_k, s)
+            soft_reconstruction_loss(model.per_patch_loss(pred, xk),
+                                     s).backward()
+
+    parts = dict(embed=lambda: model.backbone.embed(x).detach(),
+                 masker_fwd_nograd=lambda: model.masker(tokens.detach()),
+                 mae_fwd_bwd=mae_fwd_bwd, masker_fwd_bwd=masker_fwd_bwd,
+                 soft_fwd_nograd=soft_fwd_nograd, soft_fwd_bwd=soft_fwd_bwd)
+    out = {}
+    for name, fn in parts.items():
+        times: List[float] = []
+        for i in range(reps + 1):  # the first one untimed
+            model.zero_grad(set_to_none=True)
+            if name == 'masker_fwd_nograd':
+                with torch.no_grad():
+                    bench._time_once(fn, device, times)
+            else:
+                bench._time_once(fn, device, times)
+        out[f'{name}_ms'] = sorted(times[1:])[reps // 2]
+    model.zero_grad(set_to_none=True)
+    return out
+
+
 def summarise(runs: List[dict], batch_size: int) -> dict:
     times = [t for r in runs for t in r['times']]
     ms = 1e3 * sum(times) / len(times)
@@ -285,7 +351,7 @@ def run(args: argparse.Namespace, bench) -> dict:
     memory = bench.PeakMemory(device)
     names = list(variants)
     runs = {name: [] for name in names}
-    masker_fwd = {}
+    masker_fwd, parts = {}, {}
     for r in range(args.rounds):
         # alternate the order so that drift (other load, clocks) cancels
         for name in (names if r % 2 == 0 else names[::-1]):
@@ -297,6 +363,12 @@ def run(args: argparse.Namespace, bench) -> dict:
             if name != 'mae' and shape not in masker_fwd:
                 masker_fwd[shape] = masker_forward_ms(
                     model, inputs, device, bench, reps=max(3, steps))
+            key = name.rsplit('_n', 1)[0]
+            if args.breakdown and name != 'mae' and key not in parts:
+                parts[key] = time_parts(
+                    model, inputs,
+                    variants[name]['masker_batch_size'] or args.batch_size,
+                    device, bench, reps=max(3, args.steps))
             del model
             gc.collect()
             if device.type == 'cuda':
@@ -319,6 +391,8 @@ def run(args: argparse.Namespace, bench) -> dict:
                 else None
             res['masker_forward_nograd_ms'] = masker_fwd[
                 name.rsplit('_k', 1)[0]]
+            if args.breakdown:
+                res['parts_ms'] = parts[name.rsplit('_n', 1)[0]]
 
     out = dict(
         method='cl-mae',

@@ -11,7 +11,11 @@ seed in every CL-MAE variant).
 The cost of a variant is its **mean** time per ``train_step`` over a
 multiple of n steps (with n > 1 the steps alternate between cheap and
 expensive ones, a median would hide the module step), relative to the mean
-of the plain MAE step.  Per variant also: the mean time of the MAE step and
+of the plain MAE step.  All variants of a round live side by side and are
+timed interleaved: in turns of lcm(n) consecutive steps each, the order
+rotating, so that load that comes and goes hits them alike; ``--rounds``
+rebuilds them all.  Peak memory is the process' peak during a variant's
+warm-up (on CPU its RSS; the other variants' weights are counted too).  Per variant also: the mean time of the MAE step and
 of the module step (the two halves of ``train_step``) and, once per masking
 module, the module's no-graph forward alone (the part of the MAE step that
 plain MAE does not have).
@@ -201,31 +205,63 @@ class PhaseTimer:
             v.clear()
 
 
-def time_train_steps(model, inputs, samples, args, device, memory, bench,
-                     steps: int, warmup: int) -> dict:
-    """``model.train_step`` ``warmup + steps`` times; the timed ones."""
-    model.to(device).train()
-    optim_wrapper = build_optim_wrapper(model, args)
-    phases = PhaseTimer(model, device, bench)
-    memory.reset()
-    torch.manual_seed(args.seed + 1)
-    times, losses = [], []
-    for i in range(warmup + steps):
-        if i == warmup:
-            phases.clear()
-        data = dict(inputs=inputs, data_samples=samples)
-        bench.sync(device)
-        t0 = time.perf_counter()
-        log_vars = model.train_step(data, optim_wrapper)
-        bench.sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-        losses.append(log_vars['loss'].detach().item())
-    if not all(math.isfinite(x) for x in losses):
-        raise RuntimeError(f'non-finite loss: {losses}')
-    return dict(times=times, phases=dict(phases.times),
-                first_step_loss=losses[0], last_step_loss=losses[-1],
-                peak_mem_mb=memory.peak_mb())
+class Variant:
+    """One model under test: its optimizers, its step times, its phases."""
+
+    def __init__(self, model, args, device, bench) -> None:
+        self.model = model.to(device).train()
+        self.optim_wrapper = build_optim_wrapper(model, args)
+        self.phases = PhaseTimer(model, device, bench)
+        self.times: List[float] = []
+        self.losses: List[float] = []
+        self.device, self.bench = device, bench
+
+    def steps(self, inputs, samples, count: int, timed: bool) -> None:
+        """``count`` calls of ``model.train_step`` as the train loop makes
+        them (a fresh data dict each time)."""
+        for _ in range(count):
+            data = dict(inputs=inputs, data_samples=samples)
+            self.bench.sync(self.device)
+            t0 = time.perf_counter()
+            log_vars = self.model.train_step(data, self.optim_wrapper)
+            self.bench.sync(self.device)
+            if timed:
+                self.times.append(time.perf_counter() - t0)
+            self.losses.append(log_vars['loss'].detach().item())
+
+    def result(self, peak_mem_mb: float) -> dict:
+        if not all(math.isfinite(x) for x in self.losses):
+            raise RuntimeError(f'non-finite loss: {self.losses}')
+        return dict(times=self.times, phases=dict(self.phases.times),
+                    first_step_loss=self.losses[0],
+                    last_step_loss=self.losses[-1], peak_mem_mb=peak_mem_mb)
+
+
+def time_round(variants: Dict[str, dict], mae_state, inputs, samples, args,
+               device, memory, bench, cycle: int, steps: int,
+               warmup: int):
+    """Build every variant, warm each up, then time them **interleaved**:
+    ``steps / cycle`` turns, in each turn every variant runs ``cycle``
+    consecutive steps (a whole number of its module-step cycles), the order
+    rotating from turn to turn; load that comes and goes on a shared
+    machine then hits all variants alike.  Returns (results, the variants).
+    """
+    names = list(variants)
+    built: Dict[str, Variant] = {}
+    peak = {}
+    for name in names:
+        memory.reset()
+        torch.manual_seed(args.seed + 1)
+        built[name] = Variant(build_model(variants[name], mae_state, args,
+                                          bench), args, device, bench)
+        built[name].steps(inputs, samples, warmup, timed=False)
+        built[name].phases.clear()
+        peak[name] = memory.peak_mb()
+    for turn in range(steps // cycle):
+        shift = turn % len(names)
+        for name in names[shift:] + names[:shift]:
+            built[name].steps(inputs, samples, cycle, timed=True)
+    return {name: v.result(peak[name]) for name, v in built.items()}, built
 
 
 def masker_forward_ms(model, inputs, device, bench, reps: int) -> float:
@@ -353,26 +389,29 @@ def run(args: argparse.Namespace, bench) -> dict:
     runs = {name: [] for name in names}
     masker_fwd, parts = {}, {}
     for r in range(args.rounds):
-        # alternate the order so that drift (other load, clocks) cancels
-        for name in (names if r % 2 == 0 else names[::-1]):
-            model = build_model(variants[name], mae_state, args, bench)
-            runs[name].append(time_train_steps(
-                model, inputs, samples, args, device, memory, bench, steps,
-                warmup))
+        results, built = time_round(variants, mae_state, inputs, samples,
+                                    args, device, memory, bench, cycle,
+                                    steps, warmup)
+        for name in names:
+            runs[name].append(results[name])
+        for name in names:  # the parts, once per module shape (and k)
+            if name == 'mae':
+                continue
+            model = built[name].model
             shape = name.rsplit('_k', 1)[0]
-            if name != 'mae' and shape not in masker_fwd:
+            if shape not in masker_fwd:
                 masker_fwd[shape] = masker_forward_ms(
                     model, inputs, device, bench, reps=max(3, steps))
             key = name.rsplit('_n', 1)[0]
-            if args.breakdown and name != 'mae' and key not in parts:
+            if args.breakdown and key not in parts:
                 parts[key] = time_parts(
                     model, inputs,
                     variants[name]['masker_batch_size'] or args.batch_size,
                     device, bench, reps=max(3, args.steps))
-            del model
-            gc.collect()
-            if device.type == 'cuda':
-                torch.cuda.empty_cache()
+        del built, results
+        gc.collect()
+        if device.type == 'cuda':
+            torch.cuda.empty_cache()
     load_after = os.getloadavg()
 
     results = {name: summarise(runs[name], args.batch_size)

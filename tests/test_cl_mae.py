@@ -244,6 +244,9 @@ def test_mae_step_leaves_masking_module_untouched():
     assert_same_state(masker_state, optimizer_state(optim['masker']))
     assert any(not torch.equal(a, p)
                for a, p in zip(mae_before, model.mae_parameters()))
+    # the module's forward of the MAE step builds no autograd graph
+    tokens, result = model.mask(data['inputs'])
+    assert tokens.requires_grad and result.scores.grad_fn is None
 
 
 def test_masker_step_leaves_mae_untouched():

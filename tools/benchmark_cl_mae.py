@@ -34,6 +34,7 @@ Example (the recorded CPU run, docs/benchmarks.md)::
         --masker-layers 2 5 --intervals 1 4
 """
 import argparse
+import contextlib
 import datetime
 import gc
 import math
@@ -281,7 +282,7 @@ def masker_forward_ms(model, inputs, device, bench, reps: int) -> float:
 
 def time_parts(model, inputs, k: int, device, bench, reps: int) -> dict:
     """The parts of the two steps alone, on the variant's model (median ms
-    of ``reps``; k = the module step's batch):
+    of ``reps``, the parts interleaved; k = the module step's batch):
 
     ``embed``: patch embedding (no graph); ``masker_fwd_nograd``: the
     module's forward of the MAE step; ``mae_fwd_bwd``: MAE's forward and
@@ -327,17 +328,15 @@ def time_parts(model, inputs, k: int, device, bench, reps: int) -> dict:
                  masker_fwd_nograd=lambda: model.masker(tokens.detach()),
                  mae_fwd_bwd=mae_fwd_bwd, masker_fwd_bwd=masker_fwd_bwd,
                  soft_fwd_nograd=soft_fwd_nograd, soft_fwd_bwd=soft_fwd_bwd)
-    out = {}
-    for name, fn in parts.items():
-        times: List[float] = []
-        for i in range(reps + 1):  # the first one untimed
+    times: Dict[str, List[float]] = {name: [] for name in parts}
+    for _ in range(reps + 1):  # the first one untimed; parts interleaved
+        for name, fn in parts.items():
             model.zero_grad(set_to_none=True)
-            if name == 'masker_fwd_nograd':
-                with torch.no_grad():
-                    bench._time_once(fn, device, times)
-            else:
-                bench._time_once(fn, device, times)
-        out[f'{name}_ms'] = sorted(times[1:])[reps // 2]
+            with torch.no_grad() if name == 'masker_fwd_nograd' else \
+                    contextlib.nullcontext():
+                bench._time_once(fn, device, times[name])
+    out = {f'{name}_ms': sorted(t[1:])[reps // 2]
+           for name, t in times.items()}
     model.zero_grad(set_to_none=True)
     return out
 

@@ -15,10 +15,11 @@ of the plain MAE step.  All variants of a round live side by side and are
 timed interleaved: in turns of lcm(n) consecutive steps each, the order
 rotating, so that load that comes and goes hits them alike; ``--rounds``
 rebuilds them all.  Peak memory is the process' peak during a variant's
-warm-up (on CPU its RSS; the other variants' weights are counted too).  Per variant also: the mean time of the MAE step and
-of the module step (the two halves of ``train_step``) and, once per masking
-module, the module's no-graph forward alone (the part of the MAE step that
-plain MAE does not have).
+warm-up (on CPU its RSS; the other variants' weights are counted too).
+Per variant also: the mean time of the MAE step and of the module step
+(the two halves of ``train_step``) and, once per masking module, the
+module's no-graph forward alone (the part of the MAE step that plain MAE
+does not have); ``--breakdown`` adds the parts of the two steps timed alone.
 
 Variants: the product of ``--intervals`` (n, ``masker_update_interval``),
 ``--masker-layers``, ``--masker-dims`` (0 = the encoder's width, else a
@@ -27,11 +28,11 @@ narrower module with an input projection) and ``--masker-batch-sizes``
 n = 1, ≤ 1.3x at n = 4; each variant reports whether it meets the goal of
 its n.
 
-Example (the recorded CPU run, docs/benchmarks.md)::
+Example (run (A) of docs/benchmarks.md)::
 
     PYTHONPATH=. python tools/benchmark.py --method cl-mae --arch demo \\
-        --batch-size 64 --threads 2 --steps 8 --warmup 4 --rounds 3 \\
-        --masker-layers 2 5 --intervals 1 4
+        --batch-size 64 --threads 1 --steps 8 --warmup 4 --rounds 2 \\
+        --masker-layers 2 5 --intervals 1 4 --breakdown
 """
 import argparse
 import contextlib

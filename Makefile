@@ -1,13 +1,14 @@
-# Two commands for users (see README.md):
+# Commands for users (see README.md):
 #   make demo   venv + pinned stack + a small MAE pretraining run on the embedded data
 #   make test   the same, plus full mmcv (built once, cached), then the test suite
+#   make demo-cl-mae   venv + the CL-MAE demo run (learned masks, curriculum)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CORE   := $(VENV)/.core-installed
 FULL   := $(VENV)/.mmcv-installed
 
-.PHONY: demo test install install-full clean
+.PHONY: demo demo-cl-mae test install install-full clean
 
 install: $(CORE)
 
@@ -33,6 +34,12 @@ $(FULL): $(CORE) tools/install_mmcv.sh
 demo: $(CORE)
 	$(PY) tools/train.py configs/mae/mae_vit-tiny-p4_demo.py --work-dir work_dirs/demo
 	@echo "checkpoint: work_dirs/demo/iter_400.pth   picture: work_dirs/demo/masks_final.png"
+
+# CL-MAE's demo (~5 min on 2 CPU cores): the module's masks from the partner
+# to the adversary phase of the curriculum
+demo-cl-mae: $(CORE)
+	$(PY) tools/train.py configs/cl_mae/cl-mae_vit-tiny-p4_demo.py --work-dir work_dirs/cl_mae_demo
+	@echo "pictures: work_dirs/cl_mae_demo/masks_iter_50.png ... masks_final.png"
 
 test: $(FULL)
 	$(PY) -m pytest tests -q

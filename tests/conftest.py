@@ -33,9 +33,11 @@ def image_folder(tmp_path):
 
 def tiny_config(data_root: str, work_dir: str, max_iters: int = 4,
                 img_size: int = 16, patch_size: int = 4,
-                batch_size: int = 4, **model_overrides) -> Config:
-    """The demo config shrunk to a 2-block ViT on 16 px images."""
-    cfg = Config.fromfile(DEMO_CONFIG)
+                batch_size: int = 4, config: str = DEMO_CONFIG,
+                **model_overrides) -> Config:
+    """A demo config (default: the MAE demo; ``config``: another one built
+    on it, e.g. a method's demo) shrunk to a 2-block ViT on 16 px images."""
+    cfg = Config.fromfile(config)
     cfg.work_dir = work_dir
     cfg.model.backbone.arch = dict(
         embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)

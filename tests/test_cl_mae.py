@@ -20,7 +20,7 @@ from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
 from PIL import Image
 
-from conftest import REPO, make_image_folder
+from conftest import REPO, make_image_folder, tiny_config
 from mlmask_mm.apis import check_config, prepare_config
 from mlmask_mm.engine.hooks.curriculum_hook import (CurriculumHook,
                                                     curriculum_value)
@@ -41,39 +41,18 @@ CL_IN1K = osp.join(CL_DIR, 'cl-mae_vit-base-p16_8xb256-amp-coslr-200e_in1k.py')
 def cl_config(data_root: str, work_dir: str, max_iters: int = 4,
               img_size: int = 16, patch_size: int = 4, batch_size: int = 4,
               **model_overrides) -> Config:
-    """The CL-MAE demo config shrunk like conftest.tiny_config."""
-    cfg = Config.fromfile(CL_DEMO)
-    cfg.work_dir = work_dir
-    cfg.model.backbone.arch = dict(
-        embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
-    cfg.model.backbone.img_size = img_size
-    cfg.model.backbone.patch_size = patch_size
-    cfg.model.neck.update(
-        num_patches=(img_size // patch_size)**2, patch_size=patch_size,
-        embed_dim=32, decoder_embed_dim=32, decoder_depth=1,
-        decoder_num_heads=2)
-    cfg.model.head.patch_size = patch_size
+    """The CL-MAE demo config shrunk like conftest.tiny_config, with a
+    1-block module, two cosine schedules and the curriculum hook."""
+    cfg = tiny_config(data_root, work_dir, max_iters, img_size, patch_size,
+                      batch_size, config=CL_DEMO)
     cfg.model.masker = dict(type='CurriculumMasker', embed_dims=32,
                             num_layers=1, num_heads=2, mask_ratio=0.75)
     cfg.model.update(model_overrides)
-    ds = cfg.train_dataloader.dataset
-    ds.data_root = data_root
-    for t in ds.pipeline:
-        if t['type'] == 'RandomResizedCrop':
-            t['scale'] = img_size
-    cfg.train_dataloader.batch_size = batch_size
-    cfg.train_dataloader.num_workers = 0
-    cfg.train_dataloader.persistent_workers = False
-    cfg.train_cfg.max_iters = max_iters
     cosine = [dict(type='CosineAnnealingLR', by_epoch=False, begin=0,
                    end=max_iters, eta_min=1e-5)]
     cfg.param_scheduler = dict(mae=cosine, masker=copy.deepcopy(cosine))
-    cfg.default_hooks.checkpoint = dict(
-        type='CheckpointHook', interval=2, by_epoch=False)
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.custom_hooks = [dict(type='CurriculumHook', start=1.0, end=-1.0,
                              shape='linear', skip_zero=True)]
-    cfg.randomness = dict(seed=0, deterministic=False)
     return cfg
 
 
@@ -265,6 +244,9 @@ def test_mae_step_leaves_masking_module_untouched():
     assert_same_state(masker_state, optimizer_state(optim['masker']))
     assert any(not torch.equal(a, p)
                for a, p in zip(mae_before, model.mae_parameters()))
+    # the module's forward of the MAE step builds no autograd graph
+    tokens, result = model.mask(data['inputs'])
+    assert tokens.requires_grad and result.scores.grad_fn is None
 
 
 def test_masker_step_leaves_mae_untouched():

@@ -91,8 +91,15 @@ def train_linear_classifier(features: torch.Tensor, labels: torch.Tensor,
         loss.backward()
         return loss
 
-    with torch.enable_grad():
-        optimizer.step(closure)
+    # a few hundred small sequential steps: one thread avoids the thread
+    # synchronisation that dominates such tiny ops on a loaded CPU
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.enable_grad():
+            optimizer.step(closure)
+    finally:
+        torch.set_num_threads(threads)
     linear = torch.nn.Linear(D, num_classes)
     with torch.no_grad():
         linear.weight.copy_(W.detach().t())

@@ -290,3 +290,29 @@ def test_mmpretrain_mae_checkpoint_with_its_config(setup, tmp_path):
     assert sorted(ours) == sorted(theirs) == ['test', 'train']
     for split in ours:
         torch.testing.assert_close(ours[split], theirs[split])
+
+
+def test_cifar10_fewshot_tree_links_the_project_split(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        'mlmask_fewshot_tree', osp.join(REPO, 'tools', 'dataset_converters',
+                                        'cifar10_fewshot_tree.py'))
+    tree = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tree)
+    src = tmp_path / 'train'
+    for c in ('cat', 'dog'):
+        (src / c).mkdir(parents=True)
+        for name in ('0000.jpg', '0001.jpg', '4499.jpg', '4500.jpg',
+                     '4999.jpg', 'notes.txt'):
+            (src / c / name).write_bytes(b'x')
+    assert tree.main([str(src), str(tmp_path / 'fs')]) == 0
+    for c in ('cat', 'dog'):
+        assert sorted(p.name for p in (tmp_path / 'fs' / 'train' / c)
+                      .iterdir()) == ['0000.jpg', '0001.jpg', '4499.jpg']
+        assert sorted(p.name for p in (tmp_path / 'fs' / 'test' / c)
+                      .iterdir()) == ['4500.jpg', '4999.jpg']
+    counts = tree.link_tree(str(src), str(tmp_path / 'small'), (0, 0),
+                            (4500, 4500))
+    assert counts == {'train': 2, 'test': 2}
+    with pytest.raises(ValueError, match='overlap'):
+        tree.link_tree(str(src), str(tmp_path / 'x'), (0, 4500),
+                       (4500, 4999))

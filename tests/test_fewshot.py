@@ -287,6 +287,11 @@ def test_mmpretrain_mae_checkpoint_with_its_config(setup, tmp_path):
                 for e in entries}
 
     ours, theirs = features('a'), features('b')
+    # mmpretrain's own config file, named as in a _base_
+    released = fewshot.resolve_model(
+        bare, 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py',
+        'cls_token')['extractor']['backbone']
+    assert (released['type'], released['arch']) == ('mmpretrain.MAEViT', 'b')
     assert sorted(ours) == sorted(theirs) == ['test', 'train']
     for split in ours:
         torch.testing.assert_close(ours[split], theirs[split])

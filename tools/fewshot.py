@@ -35,15 +35,14 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from mmengine.config import Config
-
 import mlmask_mm  # noqa: F401  (registers everything, safe checkpoints)
 from mlmask_mm.evaluation import (NORMALIZATIONS, POOLINGS,
                                   build_frozen_extractor, check_shots,
                                   embedded_config, extract_features,
                                   extractor_config, few_shot_accuracies,
                                   folder_dataset, image_size,
-                                  load_checkpoint_safely, mean_std)
+                                  load_checkpoint_safely, load_config,
+                                  mean_std)
 
 FEATURE_TEXT = {
     'cls_token': 'class token after the final LayerNorm',
@@ -110,14 +109,14 @@ def resolve_model(path: str, config: Optional[str], feature: str) -> Dict:
     """``{path, checkpoint, config, extractor}`` for one MODEL argument;
     raises before any extraction when the architecture is unknown."""
     if path.endswith('.py'):
-        cfg = Config.fromfile(path)
+        cfg = load_config(path)
         source, checkpoint = path, None
     else:
         if not osp.isfile(path):
             raise FileNotFoundError(f'MODEL {path!r} is not a file')
         checkpoint = path
         if config:
-            cfg, source = Config.fromfile(config), config
+            cfg, source = load_config(config), config
         else:
             cfg = embedded_config(load_checkpoint_safely(path))
             source = f'{path} (meta.cfg)'

@@ -155,6 +155,23 @@ def embedded_config(checkpoint: Dict) -> Optional[Config]:
     return Config.fromstring(text, file_format='.py')
 
 
+def load_config(path: str) -> Config:
+    """``Config.fromfile``, also for an installed package's config named
+    ``package::path`` (e.g. ``mmpretrain::mae/mae_vit-base-p16_8xb512-amp-
+    coslr-400e_in1k.py``), without installing anything."""
+    if '::' not in path:
+        return Config.fromfile(path)
+    from mmengine.config.utils import (_get_external_cfg_base_path,
+                                       _get_package_and_cfg_path)
+    from mmengine.utils import get_installed_path, is_installed
+    package, rel = _get_package_and_cfg_path(path)
+    if not is_installed(package):
+        raise FileNotFoundError(f'config {path!r}: package {package!r} is '
+                                'not installed')
+    return Config.fromfile(
+        _get_external_cfg_base_path(get_installed_path(package), rel))
+
+
 def extractor_config(cfg: Config, pooling: str) -> dict:
     """The :class:`FrozenFeatureExtractor` config for a pretraining config:
     its ``model.backbone`` and the mean / std of its data preprocessor."""

@@ -14,7 +14,8 @@ from mlmask_mm.apis import check_pretrained_checkpoint, prepare_config
 from mlmask_mm.registry import MODELS
 
 BENCH = osp.join(REPO, 'configs', 'benchmarks')
-LINEAR_CIFAR = osp.join(BENCH, 'vit-tiny-p2_1xb256-linear-coslr-90e_cifar10.py')
+LINEAR_CIFAR = osp.join(BENCH,
+                        'vit-tiny-p2_1xb256-linear-coslr-90e_cifar10.py')
 FINETUNE_CIFAR = osp.join(BENCH, 'vit-tiny-p2_1xb256-coslr-100e_cifar10.py')
 LINEAR_IN1K = osp.join(BENCH, 'vit-base-p16_8xb2048-linear-coslr-90e_in1k.py')
 FINETUNE_IN1K = osp.join(BENCH, 'vit-base-p16_8xb128-coslr-100e_in1k.py')

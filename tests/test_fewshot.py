@@ -321,3 +321,14 @@ def test_cifar10_fewshot_tree_links_the_project_split(tmp_path):
     with pytest.raises(ValueError, match='overlap'):
         tree.link_tree(str(src), str(tmp_path / 'x'), (0, 4500),
                        (4500, 4999))
+
+
+def test_backbone_keys_of_any_checkpoint_layout():
+    from mlmask_mm.evaluation import backbone_state_dict
+    w = torch.zeros(1)
+    full = {'state_dict': {'backbone.cls_token': w, 'neck.mask_token': w,
+                           'masker.scorer.weight': w,
+                           'backbone.layers.0._orig_mod.ln1.weight': w}}
+    assert sorted(backbone_state_dict(full)) == ['cls_token',
+                                                 'layers.0.ln1.weight']
+    assert sorted(backbone_state_dict({'cls_token': w})) == ['cls_token']

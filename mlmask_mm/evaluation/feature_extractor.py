@@ -110,6 +110,9 @@ def backbone_state_dict(checkpoint: Dict) -> Dict[str, torch.Tensor]:
         checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ValueError('the checkpoint holds no state dict')
+    # blocks compiled in training (MaskedMAE(compile=True)) are saved as
+    # torch.compile wrappers: 'layers.0._orig_mod.ln1.weight'
+    state = {k.replace('._orig_mod.', '.'): v for k, v in state.items()}
     if any(k.startswith('backbone.') for k in state):
         return {k[len('backbone.'):]: v for k, v in state.items()
                 if k.startswith('backbone.')}

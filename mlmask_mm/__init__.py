@@ -6,7 +6,7 @@ makes mmengine's checkpoint loading safe under torch >= 2.6 (see
 """
 from .version import __version__  # noqa: F401
 from .utils import safe_checkpoint as _safe_checkpoint
-from . import datasets, engine, models  # noqa: F401,E402
+from . import datasets, engine, evaluation, models  # noqa: F401,E402
 
 _safe_checkpoint.install()
 

@@ -1,4 +1,6 @@
 """Config preparation shared by tools/train.py, tools/test.py and tests."""
+import os.path as osp
+
 import torch
 from mmengine.config import Config
 
@@ -53,6 +55,26 @@ def check_config(cfg: Config) -> None:
         raise ValueError(
             f'the training pipeline makes {out_size} images but '
             f'model.backbone.img_size={img_size}: set both to the same size')
+
+
+def check_pretrained_checkpoint(cfg: Config) -> None:
+    """Before training: a ``Pretrained`` backbone init needs a checkpoint
+    file (the linear-probe / fine-tune configs leave it empty)."""
+    backbone = (cfg.get('model') or {}).get('backbone') or {}
+    init = backbone.get('init_cfg')
+    if not isinstance(init, dict) or init.get('type') != 'Pretrained':
+        return
+    path = init.get('checkpoint')
+    if not path:
+        raise ValueError(
+            'model.backbone.init_cfg.checkpoint is empty: set it to a '
+            'pretraining checkpoint (--cfg-options '
+            'model.backbone.init_cfg.checkpoint=PATH), or set '
+            'model.backbone.init_cfg=None to train from a random '
+            'initialisation')
+    if '://' not in str(path) and not osp.isfile(path):
+        raise FileNotFoundError(
+            f'model.backbone.init_cfg.checkpoint={path!r} is not a file')
 
 
 def _init_cpu_distributed(cfg: Config) -> None:

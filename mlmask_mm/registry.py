@@ -10,7 +10,7 @@ from mmpretrain import registry as _parent
 
 # where each registry's components are defined (imported on first use)
 _LOCATIONS = {
-    'MODELS': ['mlmask_mm.models'],
+    'MODELS': ['mlmask_mm.models', 'mlmask_mm.evaluation'],
     'HOOKS': ['mlmask_mm.engine'],
     'LOOPS': ['mlmask_mm.engine'],
     'DATASETS': ['mlmask_mm.datasets'],

@@ -10,7 +10,7 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from mlmask_mm.apis import prepare_config
+from mlmask_mm.apis import check_pretrained_checkpoint, prepare_config
 
 
 def parse_args():
@@ -69,6 +69,7 @@ def main():
     if args.auto_scale_lr:
         cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr', {}), enable=True)
     cfg = prepare_config(cfg)
+    check_pretrained_checkpoint(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
 

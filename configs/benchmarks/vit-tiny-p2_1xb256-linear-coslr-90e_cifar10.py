@@ -1,0 +1,100 @@
+# Linear probe of a ViT-tiny (2 px patches, 32 px images: the architecture
+# of configs/cl_mae/ and configs/sg_mae/ *_cifar10.py) on CIFAR-10, with
+# mmpretrain's MAE linear-probe recipe scaled to one GPU: frozen backbone,
+# class token after the final norm, BatchNorm without affine, LARS
+# lr = 0.1 x 256 / 256, 10 warm-up + 80 cosine epochs.
+#
+# Data: trains on the project's `train` split (files 0000-4499 of each class)
+# and reports on `val` (files 4500-4999, never used for pretraining or
+# selection), prepared as in configs/_base_/datasets/cifar10_mae.py:
+#   python tools/dataset_converters/cifar10_split.py data/cifar10
+# Run:
+#   python tools/train.py configs/benchmarks/vit-tiny-p2_1xb256-linear-coslr-90e_cifar10.py \
+#       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/cl-mae_vit-tiny-p2_cifar10/epoch_200.pth
+#   python tools/test.py configs/benchmarks/vit-tiny-p2_1xb256-linear-coslr-90e_cifar10.py \
+#       work_dirs/vit-tiny-p2_1xb256-linear-coslr-90e_cifar10/epoch_90.pth
+# A checkpoint with 4 px patches (configs/mae/mae_vit-tiny-p4_demo.py):
+#   --cfg-options model.backbone.patch_size=4
+_base_ = [
+    'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py'
+]
+custom_imports = dict(imports=['mlmask_mm'], allow_failed_imports=False)
+default_scope = 'mlmask_mm'
+
+CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
+                   'frog', 'horse', 'ship', 'truck')
+data_root = 'data/cifar10'
+img_size = 32
+embed_dims = 192
+
+# the normalisation of the CIFAR-10 pretraining configs
+data_preprocessor = dict(
+    num_classes=10,
+    mean=[125.3, 123.0, 113.9],
+    std=[63.0, 62.1, 66.7],
+    to_rgb=True)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=img_size, backend='pillow',
+         interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=img_size, edge='short', backend='pillow',
+         interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=img_size),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    _delete_=True,
+    batch_size=256,
+    num_workers=8,
+    persistent_workers=True,
+    drop_last=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(
+        type='ImageFolder',
+        data_root=data_root,
+        data_prefix='train',
+        ann_file='meta/train.txt',  # files 0000-4499 of each class
+        with_label=True,
+        metainfo=dict(classes=CIFAR10_CLASSES),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    _delete_=True,
+    batch_size=256,
+    num_workers=8,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type='ImageFolder',
+        data_root=data_root,
+        data_prefix='train',  # the val files live in the same folders
+        ann_file='meta/val.txt',  # files 4500-4999 of each class
+        with_label=True,
+        metainfo=dict(classes=CIFAR10_CLASSES),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='Accuracy', topk=(1, 5))
+test_evaluator = val_evaluator
+
+model = dict(
+    backbone=dict(
+        # ViT-tiny: 12 blocks of width 192, 3 heads, MLP 768 (the
+        # architecture of configs/_base_/models/mae_vit-tiny-p4.py)
+        arch='deit-tiny',
+        img_size=img_size,
+        patch_size=2,
+        frozen_stages=12,
+        # the pretraining checkpoint (required)
+        init_cfg=dict(type='Pretrained', checkpoint='', prefix='backbone.')),
+    neck=dict(input_features=embed_dims),
+    head=dict(num_classes=10, in_channels=embed_dims))
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='LARS', lr=0.1, weight_decay=0.0, momentum=0.9))
+auto_scale_lr = dict(base_batch_size=256)

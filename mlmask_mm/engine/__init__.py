@@ -1,1 +1,4 @@
 from .hooks import *  # noqa: F401,F403
+from .loops import *  # noqa: F401,F403
+from .mlo_parts import (MLODataParallel,  # noqa: F401
+                        MLOOptimWrapperConstructor)

@@ -1,0 +1,42 @@
+# MLO-MAE on the embedded CIFAR-10 subset (data/cifar10_demo, 10 classes x
+# 100 images): a ViT-tiny MAE whose masks come from a masking network trained
+# by the hypergradient of a linear head's validation loss (levels 2 and 3 on
+# a stratified 80/20 split of the same folders).  On CPU:
+#   python tools/train.py configs/mlo_mae/vit-tiny-p4_demo.py \
+#       --work-dir work_dirs/mlo_mae_demo
+# Every 100 outer iterations and at the end: masks_iter_<n>.png /
+# masks_final.png (5th column: the masking probabilities, red = masked
+# first); the split is in work_dirs/mlo_mae_demo/mlo_split/.
+_base_ = [
+    '../_base_/models/mlo-mae_vit-tiny-p4.py',
+    '../_base_/datasets/cifar10_demo_mae.py',
+    '../_base_/datasets/mlo_labelled_split.py',
+    '../_base_/schedules/mlo-mae_adamw.py',
+    '../_base_/default_runtime.py',
+]
+max_iters = 300
+warmup_iters = 30
+model = dict(hypergrad=dict(unroll_steps=1))
+train_dataloader = dict(batch_size=32)
+train_cfg = dict(
+    max_iters=max_iters,
+    train_split_dataloader=dict(batch_size=32),
+    val_split_dataloader=dict(batch_size=32))
+optim_wrapper = dict(
+    mae=dict(optimizer=dict(lr=1.5e-3)),
+    head=dict(optimizer=dict(lr=1e-3)),
+    masker=dict(optimizer=dict(lr=1e-3)))
+_schedule = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,
+         end=warmup_iters),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup_iters,
+         end=max_iters, eta_min=1e-5)
+]
+param_scheduler = dict(mae=_schedule, head=_schedule, masker=_schedule)
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=10),
+    checkpoint=dict(type='CheckpointHook', interval=100, by_epoch=False,
+                    max_keep_ckpts=2))
+custom_hooks = [dict(type='MaskVisualizationHook', num_images=8,
+                     interval=100)]
+log_processor = dict(by_epoch=False)

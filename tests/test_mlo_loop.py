@@ -1,0 +1,272 @@
+"""MLOTrainLoop: the three levels through the Runner, exact resume, the
+labelled split and its before-training errors, 2-process gloo DDP.
+
+Tiny 2-block ViTs on generated 16 px class folders (conftest).
+"""
+import json
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+
+from conftest import REPO, make_image_folder
+from mlmask_mm.apis import prepare_config
+from mlmask_mm.datasets import LabelledSplit, stratified_split
+from mlmask_mm.engine.loops.mlo_loop import CyclingIterator
+
+HERE = osp.dirname(osp.abspath(__file__))
+sys.path.insert(0, HERE)
+import mlo_loop_double  # noqa: E402,F401  (registers LoopTestMLO)
+
+DEMO = osp.join(REPO, 'configs', 'mlo_mae', 'vit-tiny-p4_demo.py')
+IMG, PATCH, DIM = 16, 4, 32
+MODEL = dict(
+    type='LoopTestMLO',
+    masker=dict(type='LoopTestScoreMasker', embed_dims=DIM, mask_ratio=0.75),
+    downstream_head=dict(
+        type='LinearClsHead', num_classes=2, in_channels=DIM,
+        loss=dict(type='CrossEntropyLoss')))
+
+
+def mlo_config(mae_root, labelled_root, work_dir, max_iters=3, n=1,
+               batch=4, labelled_batch=2, deterministic=False):
+    """The demo config shrunk to a 2-block ViT on 16 px images."""
+    cfg = Config.fromfile(DEMO)
+    cfg.work_dir = work_dir
+    m = cfg.model
+    m.backbone.arch = dict(embed_dims=DIM, num_layers=2, num_heads=2,
+                           feedforward_channels=64)
+    m.backbone.img_size, m.backbone.patch_size = IMG, PATCH
+    m.neck.update(num_patches=(IMG // PATCH)**2, patch_size=PATCH,
+                  embed_dim=DIM, decoder_embed_dim=DIM, decoder_depth=1,
+                  decoder_num_heads=2)
+    m.head.patch_size = PATCH
+    m.type = MODEL['type']
+    m.masker = MODEL['masker']
+    m.downstream_head = MODEL['downstream_head']
+    m.pop('hypergrad')
+    resize = dict(type='Resize', scale=IMG)
+    ds = cfg.train_dataloader.dataset
+    ds.data_root = mae_root
+    ds.pipeline = [ds.pipeline[0], resize, ds.pipeline[-1]] \
+        if deterministic else [
+            dict(t, scale=IMG) if t['type'] == 'RandomResizedCrop' else t
+            for t in ds.pipeline]
+    loop = cfg.train_cfg
+    loop.max_iters = max_iters
+    loop.masker_update_interval = n
+    loop.labelled_split.dataset.data_root = labelled_root
+    loop.labelled_split.dataset.pipeline[1] = resize
+    for loader in (cfg.train_dataloader, loop.train_split_dataloader,
+                   loop.val_split_dataloader):
+        loader.update(num_workers=0, persistent_workers=False)
+    cfg.train_dataloader.batch_size = batch
+    loop.train_split_dataloader.batch_size = labelled_batch
+    loop.val_split_dataloader.batch_size = labelled_batch
+    schedule = [dict(type='CosineAnnealingLR', by_epoch=False, begin=0,
+                     end=max_iters, eta_min=1e-5)]
+    cfg.param_scheduler = dict(mae=schedule, head=schedule, masker=schedule)
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=max_iters, by_epoch=False)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.custom_hooks = []
+    cfg.randomness = dict(seed=0, diff_rank_seed=False)
+    return cfg
+
+
+def build_runner(cfg, name):
+    cfg.experiment_name = name  # distinct loggers/visualizers per runner
+    return Runner.from_cfg(prepare_config(cfg))
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """(unlabelled MAE images, labelled class folders): 8 + 2x5 images."""
+    mae = make_image_folder(str(tmp_path / 'mae'), per_class=4, size=IMG)
+    labelled = make_image_folder(str(tmp_path / 'labelled'), per_class=5,
+                                 size=IMG, seed=1)
+    return mae, labelled
+
+
+@pytest.fixture(autouse=True)
+def no_epoch_sleep(monkeypatch):
+    import mmengine.runner.loops as loops
+    monkeypatch.setattr(loops, 'time', types.SimpleNamespace(
+        sleep=lambda s: None))
+
+
+class _Batches(Hook):
+    """Image paths of the three batches of every outer iteration."""
+    priority = 'LOWEST'
+
+    def __init__(self):
+        self.paths = {}
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        loop = runner.train_loop
+        self.paths[runner.iter + 1] = (
+            [s.img_path for s in data_batch['data_samples']],
+            loop.train_batches.delivered, loop.val_batches.delivered,
+            sorted(outputs))
+
+
+class _Kill(Hook):
+    priority = 'LOWEST'  # after CheckpointHook saved
+
+    def __init__(self, at):
+        self.at = at
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        if runner.iter + 1 == self.at:
+            raise KeyboardInterrupt(f'killed after iteration {self.at}')
+
+
+def _params(model, prefix):
+    return {k: v.detach().clone() for k, v in model.named_parameters()
+            if k.startswith(prefix)}
+
+
+# ----------------------------------------------------------------- runner
+def test_three_levels_update_through_the_runner(folders, tmp_path):
+    mae, labelled = folders
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'), max_iters=3, n=2)
+    runner = build_runner(cfg, 'mlo_three_levels')
+    model = runner.model
+    before = {p: _params(model, p) for p in
+              ('masker.', 'backbone.', 'neck.', 'downstream_head.')}
+    batches = _Batches()
+    runner.register_hook(batches)
+    runner.train()
+    for prefix, old in before.items():
+        new = _params(model, prefix)
+        changed = [k for k in old if not torch.equal(old[k], new[k])]
+        assert changed, f'no parameter under {prefix} changed'
+    # n = 2: the masker is updated at iterations 0 and 2 (1-based 1 and 3),
+    # and only then is a level-3 batch read
+    assert [batches.paths[i][2] for i in (1, 2, 3)] == [1, 1, 2]
+    assert [batches.paths[i][1] for i in (1, 2, 3)] == [1, 2, 3]
+    assert 'loss_val' in batches.paths[1][3]
+    assert 'loss_val' not in batches.paths[2][3]
+    # the logger saw every level's loss and the three learning rates
+    log = open(next(
+        osp.join(r, f) for r, _, fs in os.walk(str(tmp_path / 'work'))
+        for f in fs if f.endswith('.log'))).read()
+    for key in ('loss_mae', 'loss_head', 'loss_val', 'mae.lr', 'head.lr',
+                'masker.lr'):
+        assert key in log, key
+    # the checkpoint has the three optimizers and scheduler lists
+    ckpt = torch.load(str(tmp_path / 'work' / 'iter_3.pth'),
+                      weights_only=True)
+    assert set(ckpt['optimizer']) == {'mae', 'head', 'masker'}
+    assert set(ckpt['param_schedulers']) == {'mae', 'head', 'masker'}
+    # each optimizer holds exactly its part's parameters
+    ow = runner.optim_wrapper
+    owned = {k: {id(p) for g in ow[k].optimizer.param_groups
+                 for p in g['params']} for k in ('mae', 'head', 'masker')}
+    assert owned['masker'] == {id(p) for p in model.masker.parameters()}
+    assert owned['head'] == {
+        id(p) for p in model.downstream_head.parameters()}
+    assert len(owned['mae']) + len(owned['head']) + len(owned['masker']) \
+        == len([p for p in model.parameters() if p.requires_grad])
+    # the split is recorded in the work dir
+    split = json.load(open(tmp_path / 'work' / 'mlo_split' / 'split.json'))
+    assert split['num_samples'] == dict(train=8, val=2)
+
+
+def test_epoch_based_length(folders, tmp_path):
+    mae, labelled = folders
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'))
+    cfg.train_cfg.pop('max_iters')
+    cfg.train_cfg.max_epochs = 2  # 8 images, batch 4: 2 iterations each
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
+    schedule = [dict(type='CosineAnnealingLR', by_epoch=True, begin=0,
+                     end=2, convert_to_iter_based=True)]
+    cfg.param_scheduler = dict(mae=schedule, head=schedule, masker=schedule)
+    runner = build_runner(cfg, 'mlo_epochs')
+    runner.train()
+    assert runner.iter == 4 and runner.epoch == 2
+    assert osp.isfile(tmp_path / 'work' / 'epoch_2.pth')
+
+
+# ----------------------------------------------------------------- resume
+@pytest.mark.parametrize('by_epoch', [False, True], ids=['iters', 'epochs'])
+def test_resume_equals_uninterrupted_run(folders, tmp_path, by_epoch):
+    # MAE: 8 images / batch 4; level 2: 8 / batch 2; level 3: 2 / batch 2:
+    # every loader wraps around during the run.  n = 2 and a checkpoint
+    # after iteration 3: the resumed run starts in the masker's off phase.
+    mae, labelled = folders
+    N, K = 6, 3
+
+    def cfg(work):
+        c = mlo_config(mae, labelled, str(tmp_path / work), max_iters=N, n=2)
+        c.default_hooks.checkpoint = dict(
+            type='CheckpointHook', interval=K, by_epoch=False)
+        if by_epoch:  # 3 epochs of 2 iterations, resumed mid-epoch
+            c.train_cfg.pop('max_iters')
+            c.train_cfg.max_epochs = N // 2
+        return c
+
+    full = build_runner(cfg('full'), f'mlo_full_{by_epoch}')
+    full_batches = _Batches()
+    full.register_hook(full_batches)
+    full.train()
+
+    killed = build_runner(cfg('killed'), f'mlo_killed_{by_epoch}')
+    killed.register_hook(_Kill(K + 1))
+    with pytest.raises(KeyboardInterrupt):
+        killed.train()
+
+    c = cfg('resumed')
+    c.resume = True
+    c.load_from = str(tmp_path / 'killed' / f'iter_{K}.pth')
+    resumed = build_runner(c, f'mlo_resumed_{by_epoch}')
+    resumed_batches = _Batches()
+    resumed.register_hook(resumed_batches)
+    resumed.train()
+
+    assert resumed.iter == N
+    assert sorted(resumed_batches.paths) == list(range(K + 1, N + 1))
+    for i in range(K + 1, N + 1):  # same images, same loader positions
+        assert resumed_batches.paths[i] == full_batches.paths[i], i
+    expected, got = full.model.state_dict(), resumed.model.state_dict()
+    different = [k for k in expected if not torch.equal(expected[k], got[k])]
+    assert not different, f'resumed run differs in {different}'
+    for key in ('mae', 'head', 'masker'):
+        a = full.optim_wrapper[key]
+        b = resumed.optim_wrapper[key]
+        assert a.get_lr() == b.get_lr()
+        sa, sb = a.optimizer.state_dict(), b.optimizer.state_dict()
+        assert sa['state'].keys() == sb['state'].keys()
+        for i in sa['state']:
+            for name in ('step', 'exp_avg', 'exp_avg_sq'):
+                assert torch.equal(torch.as_tensor(sa['state'][i][name]),
+                                   torch.as_tensor(sb['state'][i][name]))
+
+
+def test_cycling_iterator_skip_equals_reading():
+    from torch.utils.data import DataLoader
+    from mmengine.dataset import DefaultSampler
+    data = list(range(7))
+
+    def loader():
+        return DataLoader(data, batch_size=2, sampler=DefaultSampler(
+            data, shuffle=True, seed=3))
+
+    read = CyclingIterator(loader())
+    seen = [next(read).tolist() for _ in range(11)]
+    for n in (0, 3, 4, 8, 9):
+        skipped = CyclingIterator(loader())
+        skipped.skip(n)
+        assert [next(skipped).tolist() for _ in range(11 - n)] == seen[n:]
+        assert skipped.delivered == 11

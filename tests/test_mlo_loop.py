@@ -270,3 +270,65 @@ def test_cycling_iterator_skip_equals_reading():
         skipped.skip(n)
         assert [next(skipped).tolist() for _ in range(11 - n)] == seen[n:]
         assert skipped.delivered == 11
+
+
+# ------------------------------------------------------------ distributed
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_processes_equal_one_on_the_concatenated_batch(
+        folders, tmp_path):
+    """tools/dist_train.sh with 2 CPU processes (batch b each) ends with the
+    parameters of one process on batches of 2b.  With a deterministic
+    pipeline and DefaultSampler, rank r reads items r, r+2, ... of the same
+    shuffled order, so the two ranks' batches together are the single
+    process's batch; the loss is a per-sample mean, so the averaged
+    gradients equal the single process's."""
+    mae, labelled = folders
+    N = 3
+
+    def cfg(work, world):
+        return mlo_config(mae, labelled, str(tmp_path / work), max_iters=N,
+                          n=2, batch=4 // world, labelled_batch=2 // world,
+                          deterministic=True)
+
+    single = build_runner(cfg('single', 1), 'mlo_single')
+    single.train()
+
+    dist_cfg = cfg('dist', 2)
+    dist_cfg.custom_imports = dict(
+        imports=['mlmask_mm', 'mlo_loop_double'], allow_failed_imports=False)
+    config_file = str(tmp_path / 'dist_config.py')
+    dist_cfg.dump(config_file)
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()),
+               OMP_NUM_THREADS='1',
+               PYTHONPATH=os.pathsep.join([REPO, HERE]))
+    env.pop('NNODES', None)
+    env.pop('NODE_RANK', None)
+    proc = subprocess.run(
+        ['bash', osp.join('tools', 'dist_train.sh'), config_file, '2'],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-6000:]
+    assert 'Distributed training: True' in output
+
+    import mlmask_mm  # noqa: F401  (weights-only loading)
+    got = torch.load(str(tmp_path / 'dist' / f'iter_{N}.pth'),
+                     weights_only=True)
+    expected = single.model.state_dict()
+    assert got['state_dict'].keys() == expected.keys()
+    for part in ('masker.', 'backbone.', 'neck.', 'downstream_head.'):
+        keys = [k for k in expected if k.startswith(part)]
+        assert keys
+        for k in keys:
+            torch.testing.assert_close(
+                got['state_dict'][k], expected[k], rtol=1e-4, atol=2e-5,
+                msg=lambda m, k=k: f'{k}: {m}')
+    # and training moved them (the comparison is not between initial states)
+    init = build_runner(cfg('init', 1), 'mlo_init').model.state_dict()
+    moved = [k for k in expected if not torch.equal(init[k], expected[k])]
+    assert any(k.startswith('masker.') for k in moved)
+    assert any(k.startswith('downstream_head.') for k in moved)

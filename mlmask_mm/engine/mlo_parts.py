@@ -20,6 +20,7 @@ from mmengine.registry import MODEL_WRAPPERS as ENGINE_MODEL_WRAPPERS
 from mlmask_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 MLO_OPTIM_KEYS = ('mae', 'head', 'masker')
+SHARED_KEYS = ('type', 'loss_scale', 'dtype')
 DEFAULT_PARTS = dict(head=('downstream_head', ), masker=('masker', ))
 
 
@@ -34,13 +35,16 @@ class MLOOptimWrapperConstructor:
     children named in ``parts`` (default: ``downstream_head`` → ``head``,
     ``masker`` → ``masker``) go to those optimizers, every other child to
     ``mae``; parameter names stay the model's, so ``paramwise_cfg`` keys
-    match as usual.
+    match as usual.  Wrapper settings at the top level (``type``,
+    ``loss_scale``, ``dtype``, e.g. from ``tools/train.py --amp``) apply to
+    all three.
     """
 
     def __init__(self, optim_wrapper_cfg: dict,
                  paramwise_cfg: Optional[dict] = None) -> None:
         cfg = copy.deepcopy(dict(optim_wrapper_cfg))
         self.parts: Dict[str, Sequence[str]] = cfg.pop('parts', DEFAULT_PARTS)
+        self.shared = {k: cfg.pop(k) for k in SHARED_KEYS if k in cfg}
         if paramwise_cfg:
             raise ValueError(
                 'MLOOptimWrapperConstructor: put paramwise_cfg inside '
@@ -74,6 +78,7 @@ class MLOOptimWrapperConstructor:
         wrappers = {}
         for key in MLO_OPTIM_KEYS:
             cfg = copy.deepcopy(self.cfgs[key])
+            cfg.update(copy.deepcopy(self.shared))
             constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(
                 dict(type=cfg.pop('constructor',
                                   'DefaultOptimWrapperConstructor'),

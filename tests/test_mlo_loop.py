@@ -332,3 +332,89 @@ def test_two_gloo_processes_equal_one_on_the_concatenated_batch(
     moved = [k for k in expected if not torch.equal(init[k], expected[k])]
     assert any(k.startswith('masker.') for k in moved)
     assert any(k.startswith('downstream_head.') for k in moved)
+
+
+# ------------------------------------------------------- labelled split
+def test_stratified_split_is_stratified_seeded_and_disjoint():
+    labels = [0] * 10 + [1] * 5 + [2] * 3
+    a = stratified_split(labels, 0.8, seed=0)
+    assert a == stratified_split(labels, 0.8, seed=0)  # seeded
+    assert a != stratified_split(labels, 0.8, seed=1)
+    assert not set(a['train']) & set(a['val'])  # disjoint
+    assert sorted(a['train'] + a['val']) == list(range(len(labels)))
+    per_class = {p: np.bincount([labels[i] for i in a[p]], minlength=3)
+                 for p in a}
+    # round(0.8 n_c) per class, at least one of each class in each part
+    assert per_class['train'].tolist() == [8, 4, 2]
+    assert per_class['val'].tolist() == [2, 1, 1]
+    with pytest.raises(ValueError, match='ratio'):
+        stratified_split(labels, 1.0, seed=0)
+
+
+def test_labelled_split_parts_and_record(tmp_path):
+    root = make_image_folder(str(tmp_path / 'labelled'),
+                             classes=('a', 'b', 'c'), per_class=5, size=IMG)
+    folder = dict(type='ImageFolder', data_root=root, with_label=True,
+                  pipeline=[])
+    train = LabelledSplit(folder, part='train', ratio=0.6, seed=4)
+    val = LabelledSplit(folder, part='val', ratio=0.6, seed=4)
+    assert (len(train), len(val)) == (9, 6)
+    assert not set(train.file_paths()) & set(val.file_paths())
+    assert len(set(train.file_paths()) | set(val.file_paths())) == 15
+    assert val[0]['img_path'] == val.file_paths()[0]
+    out = train.save(str(tmp_path / 'split'))
+    lines = open(osp.join(out, 'val.txt')).read().split('\n')[:-1]
+    assert [f'{osp.relpath(p, root)} {train.labels[i]}' for p, i in zip(
+        val.file_paths(), val.indices)] == lines
+    info = json.load(open(osp.join(out, 'split.json')))
+    assert (info['ratio'], info['seed']) == (0.6, 4)
+    assert info['per_class']['train'] == {'0': 3, '1': 3, '2': 3}
+
+
+# ------------------------------------------------ before-training errors
+def test_missing_labelled_split_is_one_clear_error(folders, tmp_path):
+    mae, labelled = folders
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'))
+    cfg.train_cfg.pop('labelled_split')
+    with pytest.raises(ValueError, match='labelled split is missing'):
+        build_runner(cfg, 'mlo_no_split').train()
+    cfg = mlo_config(mae, str(tmp_path / 'nowhere'), str(tmp_path / 'work'))
+    with pytest.raises(FileNotFoundError, match='nowhere'):
+        build_runner(cfg, 'mlo_no_folder').train()
+
+
+def test_one_class_is_one_clear_error(folders, tmp_path):
+    mae, _ = folders
+    one = make_image_folder(str(tmp_path / 'one'), classes=('a', ),
+                            per_class=5, size=IMG)
+    cfg = mlo_config(mae, one, str(tmp_path / 'work'))
+    with pytest.raises(ValueError, match='1 class.*at least 2'):
+        build_runner(cfg, 'mlo_one_class').train()
+
+
+def test_level3_sharing_files_with_evaluation_is_one_clear_error(
+        folders, tmp_path):
+    mae, labelled = folders
+    # the evaluation set is one class folder of the labelled images
+    evaluation = dict(type='ImageFolder', data_root=labelled,
+                      data_prefix='b', with_label=False, pipeline=[])
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'))
+    cfg.train_cfg.heldout_datasets = [evaluation]
+    with pytest.raises(ValueError, match=r'level-3 \(val\) part .* shares '
+                       r'1 file\(s\) with the evaluation dataset '
+                       r'train_cfg.heldout_datasets\[0\]'):
+        build_runner(cfg, 'mlo_heldout').train()
+    # the same through the config's val_dataloader
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'))
+    cfg.val_dataloader = dict(
+        batch_size=2, num_workers=0, dataset=evaluation,
+        sampler=dict(type='DefaultSampler', shuffle=False))
+    cfg.val_cfg = dict()
+    cfg.val_evaluator = dict(type='Accuracy')
+    with pytest.raises(ValueError, match='val_dataloader.dataset'):
+        build_runner(cfg, 'mlo_val_overlap').train()
+    # disjoint evaluation data passes the check (and training runs)
+    other = make_image_folder(str(tmp_path / 'other'), size=IMG, seed=5)
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'), max_iters=1)
+    cfg.train_cfg.heldout_datasets = [dict(evaluation, data_root=other)]
+    build_runner(cfg, 'mlo_heldout_ok').train()

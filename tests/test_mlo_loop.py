@@ -23,22 +23,12 @@ from mlmask_mm.apis import prepare_config
 from mlmask_mm.datasets import LabelledSplit, stratified_split
 from mlmask_mm.engine.loops.mlo_loop import CyclingIterator
 
-HERE = osp.dirname(osp.abspath(__file__))
-sys.path.insert(0, HERE)
-import mlo_loop_double  # noqa: E402,F401  (registers LoopTestMLO)
-
 DEMO = osp.join(REPO, 'configs', 'mlo_mae', 'vit-tiny-p4_demo.py')
 IMG, PATCH, DIM = 16, 4, 32
-MODEL = dict(
-    type='LoopTestMLO',
-    masker=dict(type='LoopTestScoreMasker', embed_dims=DIM, mask_ratio=0.75),
-    downstream_head=dict(
-        type='LinearClsHead', num_classes=2, in_channels=DIM,
-        loss=dict(type='CrossEntropyLoss')))
 
 
 def mlo_config(mae_root, labelled_root, work_dir, max_iters=3, n=1,
-               batch=4, labelled_batch=2, deterministic=False):
+               batch=4, labelled_batch=2, deterministic=False, K=1):
     """The demo config shrunk to a 2-block ViT on 16 px images."""
     cfg = Config.fromfile(DEMO)
     cfg.work_dir = work_dir
@@ -50,10 +40,9 @@ def mlo_config(mae_root, labelled_root, work_dir, max_iters=3, n=1,
                   embed_dim=DIM, decoder_embed_dim=DIM, decoder_depth=1,
                   decoder_num_heads=2)
     m.head.patch_size = PATCH
-    m.type = MODEL['type']
-    m.masker = MODEL['masker']
-    m.downstream_head = MODEL['downstream_head']
-    m.pop('hypergrad')
+    m.masker.hidden_dims = 16
+    m.downstream_head.update(num_classes=2, in_channels=DIM)
+    m.hypergrad.unroll_steps = K
     resize = dict(type='Resize', scale=IMG)
     ds = cfg.train_dataloader.dataset
     ds.data_root = mae_root
@@ -291,21 +280,24 @@ def test_two_gloo_processes_equal_one_on_the_concatenated_batch(
     N = 3
 
     def cfg(work, world):
-        return mlo_config(mae, labelled, str(tmp_path / work), max_iters=N,
-                          n=2, batch=4 // world, labelled_batch=2 // world,
-                          deterministic=True)
+        c = mlo_config(mae, labelled, str(tmp_path / work), max_iters=N,
+                       n=1, batch=4 // world, labelled_batch=2 // world,
+                       deterministic=True)
+        # SGD: updates proportional to the gradients (Adam's first steps
+        # are nearly sign(g), blind to a missing average)
+        for part in ('mae', 'head', 'masker'):
+            c.optim_wrapper[part].optimizer = dict(
+                type='SGD', lr=0.5, weight_decay=0.)
+        return c
 
     single = build_runner(cfg('single', 1), 'mlo_single')
     single.train()
 
     dist_cfg = cfg('dist', 2)
-    dist_cfg.custom_imports = dict(
-        imports=['mlmask_mm', 'mlo_loop_double'], allow_failed_imports=False)
     config_file = str(tmp_path / 'dist_config.py')
     dist_cfg.dump(config_file)
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()),
-               OMP_NUM_THREADS='1',
-               PYTHONPATH=os.pathsep.join([REPO, HERE]))
+               OMP_NUM_THREADS='1')
     env.pop('NNODES', None)
     env.pop('NODE_RANK', None)
     proc = subprocess.run(
@@ -317,104 +309,17 @@ def test_two_gloo_processes_equal_one_on_the_concatenated_batch(
 
     import mlmask_mm  # noqa: F401  (weights-only loading)
     got = torch.load(str(tmp_path / 'dist' / f'iter_{N}.pth'),
-                     weights_only=True)
+                     weights_only=True)['state_dict']
     expected = single.model.state_dict()
-    assert got['state_dict'].keys() == expected.keys()
-    for part in ('masker.', 'backbone.', 'neck.', 'downstream_head.'):
-        keys = [k for k in expected if k.startswith(part)]
-        assert keys
-        for k in keys:
-            torch.testing.assert_close(
-                got['state_dict'][k], expected[k], rtol=1e-4, atol=2e-5,
-                msg=lambda m, k=k: f'{k}: {m}')
-    # and training moved them (the comparison is not between initial states)
     init = build_runner(cfg('init', 1), 'mlo_init').model.state_dict()
-    moved = [k for k in expected if not torch.equal(init[k], expected[k])]
-    assert any(k.startswith('masker.') for k in moved)
-    assert any(k.startswith('downstream_head.') for k in moved)
-
-
-# ------------------------------------------------------- labelled split
-def test_stratified_split_is_stratified_seeded_and_disjoint():
-    labels = [0] * 10 + [1] * 5 + [2] * 3
-    a = stratified_split(labels, 0.8, seed=0)
-    assert a == stratified_split(labels, 0.8, seed=0)  # seeded
-    assert a != stratified_split(labels, 0.8, seed=1)
-    assert not set(a['train']) & set(a['val'])  # disjoint
-    assert sorted(a['train'] + a['val']) == list(range(len(labels)))
-    per_class = {p: np.bincount([labels[i] for i in a[p]], minlength=3)
-                 for p in a}
-    # round(0.8 n_c) per class, at least one of each class in each part
-    assert per_class['train'].tolist() == [8, 4, 2]
-    assert per_class['val'].tolist() == [2, 1, 1]
-    with pytest.raises(ValueError, match='ratio'):
-        stratified_split(labels, 1.0, seed=0)
-
-
-def test_labelled_split_parts_and_record(tmp_path):
-    root = make_image_folder(str(tmp_path / 'labelled'),
-                             classes=('a', 'b', 'c'), per_class=5, size=IMG)
-    folder = dict(type='ImageFolder', data_root=root, with_label=True,
-                  pipeline=[])
-    train = LabelledSplit(folder, part='train', ratio=0.6, seed=4)
-    val = LabelledSplit(folder, part='val', ratio=0.6, seed=4)
-    assert (len(train), len(val)) == (9, 6)
-    assert not set(train.file_paths()) & set(val.file_paths())
-    assert len(set(train.file_paths()) | set(val.file_paths())) == 15
-    assert val[0]['img_path'] == val.file_paths()[0]
-    out = train.save(str(tmp_path / 'split'))
-    lines = open(osp.join(out, 'val.txt')).read().split('\n')[:-1]
-    assert [f'{osp.relpath(p, root)} {train.labels[i]}' for p, i in zip(
-        val.file_paths(), val.indices)] == lines
-    info = json.load(open(osp.join(out, 'split.json')))
-    assert (info['ratio'], info['seed']) == (0.6, 4)
-    assert info['per_class']['train'] == {'0': 3, '1': 3, '2': 3}
-
-
-# ------------------------------------------------ before-training errors
-def test_missing_labelled_split_is_one_clear_error(folders, tmp_path):
-    mae, labelled = folders
-    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'))
-    cfg.train_cfg.pop('labelled_split')
-    with pytest.raises(ValueError, match='labelled split is missing'):
-        build_runner(cfg, 'mlo_no_split').train()
-    cfg = mlo_config(mae, str(tmp_path / 'nowhere'), str(tmp_path / 'work'))
-    with pytest.raises(FileNotFoundError, match='nowhere'):
-        build_runner(cfg, 'mlo_no_folder').train()
-
-
-def test_one_class_is_one_clear_error(folders, tmp_path):
-    mae, _ = folders
-    one = make_image_folder(str(tmp_path / 'one'), classes=('a', ),
-                            per_class=5, size=IMG)
-    cfg = mlo_config(mae, one, str(tmp_path / 'work'))
-    with pytest.raises(ValueError, match='1 class.*at least 2'):
-        build_runner(cfg, 'mlo_one_class').train()
-
-
-def test_level3_sharing_files_with_evaluation_is_one_clear_error(
-        folders, tmp_path):
-    mae, labelled = folders
-    # the evaluation set is one class folder of the labelled images
-    evaluation = dict(type='ImageFolder', data_root=labelled,
-                      data_prefix='b', with_label=False, pipeline=[])
-    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'))
-    cfg.train_cfg.heldout_datasets = [evaluation]
-    with pytest.raises(ValueError, match=r'level-3 \(val\) part .* shares '
-                       r'1 file\(s\) with the evaluation dataset '
-                       r'train_cfg.heldout_datasets\[0\]'):
-        build_runner(cfg, 'mlo_heldout').train()
-    # the same through the config's val_dataloader
-    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'))
-    cfg.val_dataloader = dict(
-        batch_size=2, num_workers=0, dataset=evaluation,
-        sampler=dict(type='DefaultSampler', shuffle=False))
-    cfg.val_cfg = dict()
-    cfg.val_evaluator = dict(type='Accuracy')
-    with pytest.raises(ValueError, match='val_dataloader.dataset'):
-        build_runner(cfg, 'mlo_val_overlap').train()
-    # disjoint evaluation data passes the check (and training runs)
-    other = make_image_folder(str(tmp_path / 'other'), size=IMG, seed=5)
-    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'), max_iters=1)
-    cfg.train_cfg.heldout_datasets = [dict(evaluation, data_root=other)]
-    build_runner(cfg, 'mlo_heldout_ok').train()
+    assert got.keys() == expected.keys()
+    # each tensor's training update, relative to its size (float32 sums in
+    # another order differ a little)
+    for part in ('masker.', 'backbone.', 'neck.', 'downstream_head.'):
+        moved = [k for k in expected if k.startswith(part)
+                 and not torch.equal(init[k], expected[k])]
+        assert moved, f'training did not change {part}'
+        for k in moved:
+            update = expected[k] - init[k]
+            error = (got[k] - expected[k]).norm() / update.norm()
+            assert error < 1e-3, f'{k}: relative error {error:.2e}'

@@ -4,21 +4,22 @@
 _base_ = ['./mae_vit-tiny-p4.py']
 model = dict(
     type='MLOMAE',
-    # the paper's masking network (patch embeddings -> 512 -> L, sigmoid);
-    # the light variant scales to large L:  model.masker.type=MLOLightMasker
+    # the paper's masking network (patch embeddings -> 512 -> L, sigmoid;
+    # its size defaults to the backbone's); the light per-token variant:
+    #   --cfg-options model.masker.type=MLOTokenMasker model.masker.hidden_dims=128
     masker=dict(
-        _delete_=True,
-        type='MLOMasker',
-        num_patches=(32 // 4)**2,
-        embed_dims=192,
-        hidden_dims=512,
+        _delete_=True, type='MLOMLPMasker', hidden_dims=512,
         mask_ratio=0.75),
+    # the downstream task of levels 2 and 3: any mmpretrain cls head
     downstream_head=dict(
         type='LinearClsHead',
         num_classes=10,
         in_channels=192,
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
+    feature='gap',  # or 'cls': the head's encoder features
+    amp=None,  # 'bf16': autocast except the finite differences (fp32)
     # mode: 'exact' (double backward) | 'finite_difference'; unroll_steps: K
-    # level-1 steps per outer iteration; unroll: 'exact' recursion | 'last'
+    # level-1 steps (and MAE batches) per outer iteration; unroll: 'exact'
+    # recursion | 'last' step only
     hypergrad=dict(
         mode='exact', unroll_steps=2, unroll='exact', fd_radius=1e-2))

@@ -2,7 +2,8 @@
 
 One *outer iteration* (design note, "The three levels"; paper eqs. 1–4):
 
-    mae_batch   ← MAE dataloader            (unlabelled, level 1)
+    mae_batch   ← MAE dataloader            (unlabelled, level 1; K batches,
+                                             one per unrolled MAE step)
     train_batch ← train part of the split   (labelled, level 2)
     val_batch   ← val part of the split     (labelled, level 3; only when
                                              the masker is updated)
@@ -116,6 +117,13 @@ class MLOTrainLoop(BaseLoop):
             over the MAE dataloader (exactly one of them).
         masker_update_interval: n, the masker is updated at iterations
             0, n, 2n, ... (paper: n = 1; n = 5 costs 2/3 of the time).
+        mae_batches_per_iter: K, the MAE batches of one outer iteration,
+            one per level-1 step (default: the model's
+            ``hypergrad['unroll_steps']``; 1 = one batch reused by the K
+            steps).  The MAE dataloader then reads K x ``batch_size``
+            images at a time (one loader batch per outer iteration, so
+            epoch-based schedules count outer iterations) and each is
+            split into K batches of ``batch_size``.
         labelled_split: ``dict(dataset=<labelled dataset>, ratio=0.8,
             seed=0)``, the labelled *training* data split into the level-2
             (``train``) and level-3 (``val``) parts.
@@ -137,6 +145,7 @@ class MLOTrainLoop(BaseLoop):
                  max_iters: Optional[int] = None,
                  max_epochs: Optional[int] = None,
                  masker_update_interval: int = 1,
+                 mae_batches_per_iter: Optional[int] = None,
                  labelled_split: Optional[dict] = None,
                  train_split_dataloader: Optional[dict] = None,
                  val_split_dataloader: Optional[dict] = None,
@@ -153,6 +162,13 @@ class MLOTrainLoop(BaseLoop):
             raise ValueError(
                 'train_cfg.masker_update_interval must be a positive int, '
                 f'got {masker_update_interval!r}')
+        self.mae_batches_per_iter = _check_batches_per_iter(
+            mae_batches_per_iter, runner.model)
+        if isinstance(dataloader, dict) and self.mae_batches_per_iter > 1:
+            # one loader batch = the K MAE batches of one outer iteration
+            dataloader = copy.deepcopy(dataloader)
+            dataloader['batch_size'] = \
+                dataloader['batch_size'] * self.mae_batches_per_iter
         super().__init__(runner, dataloader)
         self.by_epoch = max_epochs is not None
         if self.by_epoch:
@@ -332,7 +348,8 @@ class MLOTrainLoop(BaseLoop):
         model.train()
         module = model.module if is_model_wrapper(model) else model
         outputs = module.outer_step(
-            mae_batch, train_batch, val_batch,
+            split_batch(mae_batch, self.mae_batches_per_iter),
+            train_batch, val_batch,
             optim_wrapper=self.runner.optim_wrapper,
             update_masker=update_masker)
         # before after_train_iter, where CheckpointHook saves
@@ -385,6 +402,45 @@ class MLOTrainLoop(BaseLoop):
             self._resume_pass = iter(self.dataloader)
             for _ in range(done):
                 next(self._resume_pass)
+
+
+def split_batch(batch: dict, parts: int) -> Union[dict, List[dict]]:
+    """A collated batch of N samples as ``parts`` batches of ⌈N/parts⌉
+    (the last ones smaller); the batch itself when ``parts`` is 1 or N is
+    smaller than ``parts`` (then reused by every step)."""
+    n = len(batch['data_samples'])
+    if parts == 1 or n < parts:
+        return batch
+    size = -(-n // parts)
+    out = []
+    for start in range(0, n, size):
+        piece = {}
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor) or (
+                    isinstance(value, (list, tuple)) and len(value) == n):
+                piece[key] = value[start:start + size]
+            elif isinstance(value, (list, tuple)) and all(
+                    isinstance(v, torch.Tensor) and len(v) == n
+                    for v in value):  # several views of each image
+                piece[key] = [v[start:start + size] for v in value]
+            else:
+                raise ValueError(f'split_batch: cannot split {key!r} of a '
+                                 f'batch of {n} samples into {parts}')
+        out.append(piece)
+    if len(out) != parts:  # e.g. n = 5, parts = 4: sizes 2, 2, 1
+        return batch
+    return out
+
+
+def _check_batches_per_iter(value, model) -> int:
+    if value is None:
+        module = model.module if is_model_wrapper(model) else model
+        value = getattr(module, 'hypergrad', {}).get('unroll_steps', 1)
+    if not isinstance(value, int) or value < 1:
+        raise ValueError('train_cfg.mae_batches_per_iter must be a positive '
+                         f'int or None (the model\'s unroll steps), got '
+                         f'{value!r}')
+    return value
 
 
 def _file_set(dataset) -> set:

@@ -46,6 +46,7 @@ def mlo_config(mae_root, labelled_root, work_dir, max_iters=3, n=1,
     resize = dict(type='Resize', scale=IMG)
     ds = cfg.train_dataloader.dataset
     ds.data_root = mae_root
+    ds.serialize_data = False  # its gc.collect() costs ~1 s per dataset
     ds.pipeline = [ds.pipeline[0], resize, ds.pipeline[-1]] \
         if deterministic else [
             dict(t, scale=IMG) if t['type'] == 'RandomResizedCrop' else t
@@ -54,6 +55,7 @@ def mlo_config(mae_root, labelled_root, work_dir, max_iters=3, n=1,
     loop.max_iters = max_iters
     loop.masker_update_interval = n
     loop.labelled_split.dataset.data_root = labelled_root
+    loop.labelled_split.dataset.serialize_data = False
     loop.labelled_split.dataset.pipeline[1] = resize
     for loader in (cfg.train_dataloader, loop.train_split_dataloader,
                    loop.val_split_dataloader):
@@ -87,10 +89,15 @@ def folders(tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def no_epoch_sleep(monkeypatch):
+def fast_runner(monkeypatch):
+    """No 2 s sleep at epoch ends (mmengine's IterBasedTrainLoop), and the
+    config text (logged and saved in every checkpoint) without its ~1.5 s
+    yapf formatting."""
     import mmengine.runner.loops as loops
     monkeypatch.setattr(loops, 'time', types.SimpleNamespace(
         sleep=lambda s: None))
+    monkeypatch.setattr(Config, 'pretty_text',
+                        property(lambda self: repr(self._cfg_dict)))
 
 
 class _Batches(Hook):
@@ -109,16 +116,13 @@ class _Batches(Hook):
             sorted(outputs))
 
 
-class _Kill(Hook):
-    priority = 'LOWEST'  # after CheckpointHook saved
+class _Initial(Hook):
+    """The model's state when training starts (weights initialised)."""
+    priority = 'LOWEST'
 
-    def __init__(self, at):
-        self.at = at
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
-                         outputs=None):
-        if runner.iter + 1 == self.at:
-            raise KeyboardInterrupt(f'killed after iteration {self.at}')
+    def before_train(self, runner):
+        self.state = {k: v.clone()
+                      for k, v in runner.model.state_dict().items()}
 
 
 def _params(model, prefix):
@@ -173,60 +177,55 @@ def test_three_levels_update_through_the_runner(folders, tmp_path):
     assert split['num_samples'] == dict(train=8, val=2)
 
 
-def test_epoch_based_length(folders, tmp_path):
-    mae, labelled = folders
-    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'))
-    cfg.train_cfg.pop('max_iters')
-    cfg.train_cfg.max_epochs = 2  # 8 images, batch 4: 2 iterations each
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
-    schedule = [dict(type='CosineAnnealingLR', by_epoch=True, begin=0,
-                     end=2, convert_to_iter_based=True)]
-    cfg.param_scheduler = dict(mae=schedule, head=schedule, masker=schedule)
-    runner = build_runner(cfg, 'mlo_epochs')
-    runner.train()
-    assert runner.iter == 4 and runner.epoch == 2
-    assert osp.isfile(tmp_path / 'work' / 'epoch_2.pth')
-
-
 # ----------------------------------------------------------------- resume
 @pytest.mark.parametrize('by_epoch', [False, True], ids=['iters', 'epochs'])
 def test_resume_equals_uninterrupted_run(folders, tmp_path, by_epoch):
-    # MAE: 8 images / batch 4; level 2: 8 / batch 2; level 3: 2 / batch 2:
-    # every loader wraps around during the run.  n = 2 and a checkpoint
-    # after iteration 3: the resumed run starts in the masker's off phase.
+    """A run resumed from the checkpoint of iteration C of an uninterrupted
+    run ends identical to it: parameters, the three optimizers' states and
+    learning rates, the batches of all three dataloaders.
+
+    MAE: 8 images, batch 4 (iters: 2 unrolled steps, i.e. 2 batches per
+    outer iteration); level 2: 8 images, batch 2; level 3: 2 images, batch
+    2: every loader wraps around.  4 outer iterations, masker update every
+    n = 3 (iterations 0 and 3).  Iteration-based: C = 2, the resumed run
+    starts in the masker's off phase.  Epoch-based (2 epochs of 2
+    iterations): C = 3, in the middle of the second epoch.
+    """
     mae, labelled = folders
-    N, K = 6, 3
+    N, C = 4, (3 if by_epoch else 2)
 
     def cfg(work):
-        c = mlo_config(mae, labelled, str(tmp_path / work), max_iters=N, n=2)
+        c = mlo_config(mae, labelled, str(tmp_path / work), max_iters=N, n=3,
+                       K=1 if by_epoch else 2)
         c.default_hooks.checkpoint = dict(
-            type='CheckpointHook', interval=K, by_epoch=False)
-        if by_epoch:  # 3 epochs of 2 iterations, resumed mid-epoch
+            type='CheckpointHook', interval=C, by_epoch=False)
+        if by_epoch:
             c.train_cfg.pop('max_iters')
-            c.train_cfg.max_epochs = N // 2
+            c.train_cfg.max_epochs = 2
+            schedule = [dict(type='CosineAnnealingLR', by_epoch=True,
+                             begin=0, end=2, convert_to_iter_based=True)]
+            c.param_scheduler = dict(mae=schedule, head=schedule,
+                                     masker=schedule)
         return c
 
     full = build_runner(cfg('full'), f'mlo_full_{by_epoch}')
     full_batches = _Batches()
     full.register_hook(full_batches)
     full.train()
-
-    killed = build_runner(cfg('killed'), f'mlo_killed_{by_epoch}')
-    killed.register_hook(_Kill(K + 1))
-    with pytest.raises(KeyboardInterrupt):
-        killed.train()
+    assert full.iter == N and full.epoch == (2 if by_epoch else 0)
+    assert [full_batches.paths[i][2] for i in range(1, N + 1)] == [1, 1, 1, 2]
 
     c = cfg('resumed')
     c.resume = True
-    c.load_from = str(tmp_path / 'killed' / f'iter_{K}.pth')
+    c.load_from = str(tmp_path / 'full' / f'iter_{C}.pth')
     resumed = build_runner(c, f'mlo_resumed_{by_epoch}')
     resumed_batches = _Batches()
     resumed.register_hook(resumed_batches)
     resumed.train()
 
-    assert resumed.iter == N
-    assert sorted(resumed_batches.paths) == list(range(K + 1, N + 1))
-    for i in range(K + 1, N + 1):  # same images, same loader positions
+    assert resumed.iter == N and resumed.epoch == full.epoch
+    assert sorted(resumed_batches.paths) == list(range(C + 1, N + 1))
+    for i in range(C + 1, N + 1):  # same images, same loader positions
         assert resumed_batches.paths[i] == full_batches.paths[i], i
     expected, got = full.model.state_dict(), resumed.model.state_dict()
     different = [k for k in expected if not torch.equal(expected[k], got[k])]
@@ -291,10 +290,12 @@ def test_two_gloo_processes_equal_one_on_the_concatenated_batch(
         return c
 
     single = build_runner(cfg('single', 1), 'mlo_single')
+    start = _Initial()
+    single.register_hook(start)
     single.train()
 
     dist_cfg = cfg('dist', 2)
-    config_file = str(tmp_path / 'dist_config.py')
+    config_file = str(tmp_path / 'dist_config.json')
     dist_cfg.dump(config_file)
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()),
                OMP_NUM_THREADS='1')
@@ -311,7 +312,7 @@ def test_two_gloo_processes_equal_one_on_the_concatenated_batch(
     got = torch.load(str(tmp_path / 'dist' / f'iter_{N}.pth'),
                      weights_only=True)['state_dict']
     expected = single.model.state_dict()
-    init = build_runner(cfg('init', 1), 'mlo_init').model.state_dict()
+    init = start.state
     assert got.keys() == expected.keys()
     # each tensor's training update, relative to its size (float32 sums in
     # another order differ a little)
@@ -323,3 +324,89 @@ def test_two_gloo_processes_equal_one_on_the_concatenated_batch(
             update = expected[k] - init[k]
             error = (got[k] - expected[k]).norm() / update.norm()
             assert error < 1e-3, f'{k}: relative error {error:.2e}'
+
+
+# ------------------------------------------------------- labelled split
+def test_stratified_split_is_stratified_seeded_and_disjoint():
+    labels = [0] * 10 + [1] * 5 + [2] * 3
+    a = stratified_split(labels, 0.8, seed=0)
+    assert a == stratified_split(labels, 0.8, seed=0)  # seeded
+    assert a != stratified_split(labels, 0.8, seed=1)
+    assert not set(a['train']) & set(a['val'])  # disjoint
+    assert sorted(a['train'] + a['val']) == list(range(len(labels)))
+    per_class = {p: np.bincount([labels[i] for i in a[p]], minlength=3)
+                 for p in a}
+    # round(0.8 n_c) per class, at least one of each class in each part
+    assert per_class['train'].tolist() == [8, 4, 2]
+    assert per_class['val'].tolist() == [2, 1, 1]
+    with pytest.raises(ValueError, match='ratio'):
+        stratified_split(labels, 1.0, seed=0)
+
+
+def test_labelled_split_parts_and_record(tmp_path):
+    root = make_image_folder(str(tmp_path / 'labelled'),
+                             classes=('a', 'b', 'c'), per_class=5, size=IMG)
+    folder = dict(type='ImageFolder', data_root=root, with_label=True,
+                  pipeline=[])
+    train = LabelledSplit(folder, part='train', ratio=0.6, seed=4)
+    val = LabelledSplit(folder, part='val', ratio=0.6, seed=4)
+    assert (len(train), len(val)) == (9, 6)
+    assert not set(train.file_paths()) & set(val.file_paths())
+    assert len(set(train.file_paths()) | set(val.file_paths())) == 15
+    assert val[0]['img_path'] == val.file_paths()[0]
+    out = train.save(str(tmp_path / 'split'))
+    lines = open(osp.join(out, 'val.txt')).read().split('\n')[:-1]
+    assert [f'{osp.relpath(p, root)} {train.labels[i]}' for p, i in zip(
+        val.file_paths(), val.indices)] == lines
+    info = json.load(open(osp.join(out, 'split.json')))
+    assert (info['ratio'], info['seed']) == (0.6, 4)
+    assert info['per_class']['train'] == {'0': 3, '1': 3, '2': 3}
+
+
+# ------------------------------------------------ before-training errors
+def test_missing_labelled_split_is_one_clear_error(folders, tmp_path):
+    mae, labelled = folders
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'))
+    cfg.train_cfg.pop('labelled_split')
+    with pytest.raises(ValueError, match='labelled split is missing'):
+        build_runner(cfg, 'mlo_no_split').train()
+    cfg = mlo_config(mae, str(tmp_path / 'nowhere'), str(tmp_path / 'work'))
+    with pytest.raises(FileNotFoundError, match='nowhere'):
+        build_runner(cfg, 'mlo_no_folder').train()
+
+
+def test_one_class_is_one_clear_error(folders, tmp_path):
+    mae, _ = folders
+    one = make_image_folder(str(tmp_path / 'one'), classes=('a', ),
+                            per_class=5, size=IMG)
+    cfg = mlo_config(mae, one, str(tmp_path / 'work'))
+    with pytest.raises(ValueError, match='1 class.*at least 2'):
+        build_runner(cfg, 'mlo_one_class').train()
+
+
+def test_level3_sharing_files_with_evaluation_is_one_clear_error(
+        folders, tmp_path):
+    mae, labelled = folders
+    # the evaluation set is one class folder of the labelled images
+    evaluation = dict(type='ImageFolder', data_root=labelled,
+                      data_prefix='b', with_label=False, pipeline=[])
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'))
+    cfg.train_cfg.heldout_datasets = [evaluation]
+    with pytest.raises(ValueError, match=r'level-3 \(val\) part .* shares '
+                       r'1 file\(s\) with the evaluation dataset '
+                       r'train_cfg.heldout_datasets\[0\]'):
+        build_runner(cfg, 'mlo_heldout').train()
+    # the same through the config's val_dataloader
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'))
+    cfg.val_dataloader = dict(
+        batch_size=2, num_workers=0, dataset=evaluation,
+        sampler=dict(type='DefaultSampler', shuffle=False))
+    cfg.val_cfg = dict()
+    cfg.val_evaluator = dict(type='Accuracy')
+    with pytest.raises(ValueError, match='val_dataloader.dataset'):
+        build_runner(cfg, 'mlo_val_overlap').train()
+    # disjoint evaluation data passes the check (and training runs)
+    other = make_image_folder(str(tmp_path / 'other'), size=IMG, seed=5)
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'), max_iters=1)
+    cfg.train_cfg.heldout_datasets = [dict(evaluation, data_root=other)]
+    build_runner(cfg, 'mlo_heldout_ok').train()

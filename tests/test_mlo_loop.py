@@ -410,3 +410,31 @@ def test_level3_sharing_files_with_evaluation_is_one_clear_error(
     cfg = mlo_config(mae, labelled, str(tmp_path / 'work'), max_iters=1)
     cfg.train_cfg.heldout_datasets = [dict(evaluation, data_root=other)]
     build_runner(cfg, 'mlo_heldout_ok').train()
+
+
+# --------------------------------------------------- continued pretraining
+def test_continued_pretraining_loads_an_mae_checkpoint(folders, tmp_path):
+    """load_from a MaskedMAE checkpoint (keys = mmpretrain MAE's): the MAE
+    parts start from it, the masking network and the head start fresh."""
+    from conftest import tiny_config
+    from mlmask_mm.registry import MODELS
+    mae, labelled = folders
+    pretrained = MODELS.build(tiny_config(mae, '/nonexistent').model)
+    with torch.no_grad():
+        for p in pretrained.parameters():
+            p.add_(0.5)  # unlike any initialisation
+    path = str(tmp_path / 'mae.pth')
+    torch.save(dict(state_dict=pretrained.state_dict()), path)
+
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'), max_iters=1)
+    cfg.load_from = path
+    runner = build_runner(cfg, 'mlo_continued')
+    start = _Initial()
+    runner.register_hook(start)
+    runner.train()
+    loaded = pretrained.state_dict()
+    for k, v in start.state.items():
+        if k.startswith(('backbone.', 'neck.', 'head.')):
+            assert torch.equal(v, loaded[k]), k
+        else:
+            assert k.startswith(('masker.', 'downstream_head.')), k

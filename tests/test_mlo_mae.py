@@ -104,7 +104,7 @@ def test_levels_touch_only_their_own_parts():
     # levels 1 and 2 only: the masker is untouched
     optim = optimizers(model)
     before = snapshot(model)
-    logs = model.outer_step(batch(), batch(seed=1), batch(seed=2), optim,
+    logs = model.outer_step(batch(), batch(seed=1), None, optim,
                             update_masker=False)
     assert 'loss_val' not in logs and 'hypergrad_norm' not in logs
     assert changed(before, model, 'mae') and changed(before, model, 'head')
@@ -252,3 +252,19 @@ def test_wrong_number_of_mae_batches():
     with pytest.raises(ValueError, match='unroll_steps=2'):
         model.outer_step([batch()] * 3, batch(), batch(), optimizers(model),
                          update_masker=False)
+
+
+@pytest.mark.parametrize('mode', ['exact', 'finite_difference'])
+def test_bf16_autocast(mode):
+    """amp='bf16': levels 1-2 and the exact products under autocast, the
+    finite differences in strict fp32; parameters stay fp32."""
+    model = build(amp='bf16', hypergrad=dict(mode=mode))
+    optim = optimizers(model)
+    before = snapshot(model)
+    logs = model.outer_step(batch(), batch(seed=1), batch(seed=2), optim,
+                            update_masker=True)
+    assert all(torch.isfinite(v) for v in logs.values())
+    for part in ('mae', 'head', 'masker'):
+        assert changed(before, model, part), part
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert torch.get_float32_matmul_precision() == 'highest'

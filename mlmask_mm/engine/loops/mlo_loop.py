@@ -136,7 +136,8 @@ class MLOTrainLoop(BaseLoop):
             share a file with (besides ``val_dataloader``/``test_dataloader``
             of the config), e.g. the split results are reported on.
         val_begin, val_interval: as mmengine's loops (validation every
-            ``val_interval`` epochs or iterations).
+            ``val_interval`` epochs or iterations; default 1 epoch or 1000
+            iterations).
     """
 
     def __init__(self,
@@ -151,7 +152,7 @@ class MLOTrainLoop(BaseLoop):
                  val_split_dataloader: Optional[dict] = None,
                  heldout_datasets: Sequence[dict] = (),
                  val_begin: int = 1,
-                 val_interval: int = 1) -> None:
+                 val_interval: Optional[int] = None) -> None:
         if (max_iters is None) == (max_epochs is None):
             raise ValueError(
                 'MLOTrainLoop: set exactly one of train_cfg.max_iters and '
@@ -181,7 +182,8 @@ class MLOTrainLoop(BaseLoop):
         self._iter = 0
         self.masker_update_interval = masker_update_interval
         self.val_begin = val_begin
-        self.val_interval = val_interval
+        # mmengine's defaults: every epoch, or every 1000 iterations
+        self.val_interval = val_interval or (1 if self.by_epoch else 1000)
         self.stop_training = False  # EarlyStoppingHook sets it
         if hasattr(self.dataloader.dataset, 'metainfo'):
             self.runner.visualizer.dataset_meta = \

@@ -35,10 +35,14 @@ train_cfg = dict(
     masker_update_interval=2,
     train_split_dataloader=dict(batch_size=16),
     val_split_dataloader=dict(batch_size=16))
+# the masking network at 1e-5: Adam moves each of its 64·128 -> 512 input
+# weights by ~lr per step in the same direction, and at 1e-3 its
+# probabilities saturate to 0/1 within ~30 iterations, into one mask for
+# every image (work_dirs of that run: masks_iter_100.png)
 optim_wrapper = dict(
     mae=dict(optimizer=dict(lr=1.5e-3)),
     head=dict(optimizer=dict(lr=1e-3)),
-    masker=dict(optimizer=dict(lr=1e-3)))
+    masker=dict(optimizer=dict(lr=1e-5)))
 _schedule = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,
          end=warmup_iters),

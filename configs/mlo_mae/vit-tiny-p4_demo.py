@@ -49,6 +49,7 @@ _schedule = [
     dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup_iters,
          end=max_iters, eta_min=1e-5)
 ]
+# (eta_min = the masking network's lr: after the warm-up it stays at 1e-5)
 param_scheduler = dict(mae=_schedule, head=_schedule, masker=_schedule)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),

@@ -242,8 +242,9 @@ class MLOTrainLoop(BaseLoop):
                     dataset = DATASETS.build(dataset)
             # one labelled dataset, read once, two complementary parts
             for cfg, part in ((train_cfg, 'train'), (val_cfg, 'val')):
-                cfg.setdefault('dataset', LabelledSplit(
-                    dataset, part=part, **split_cfg))
+                if 'dataset' not in cfg:
+                    cfg['dataset'] = LabelledSplit(dataset, part=part,
+                                                   **split_cfg)
         build = dict(seed=self.runner.seed, diff_rank_seed=self.runner.
                      _randomness_cfg.get('diff_rank_seed', False))
         return (self.runner.build_dataloader(train_cfg, **build),

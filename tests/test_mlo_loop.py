@@ -253,11 +253,23 @@ def test_cycling_iterator_skip_equals_reading():
 
     read = CyclingIterator(loader())
     seen = [next(read).tolist() for _ in range(11)]
+    assert seen[0] != seen[4]  # 4 batches per pass, reshuffled
     for n in (0, 3, 4, 8, 9):
         skipped = CyclingIterator(loader())
         skipped.skip(n)
         assert [next(skipped).tolist() for _ in range(11 - n)] == seen[n:]
         assert skipped.delivered == 11
+    from mmengine.dataset import InfiniteSampler
+
+    def endless():  # the sampler holds the position: one per run
+        return DataLoader(data, batch_size=2, sampler=InfiniteSampler(
+            data, shuffle=True, seed=3))
+
+    it = CyclingIterator(endless())
+    seen = [next(it).tolist() for _ in range(9)]
+    skipped = CyclingIterator(endless())
+    skipped.skip(5)
+    assert [next(skipped).tolist() for _ in range(4)] == seen[5:]
 
 
 # ------------------------------------------------------------ distributed

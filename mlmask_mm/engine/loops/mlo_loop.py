@@ -38,6 +38,7 @@ import os.path as osp
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
+from mmengine.dataset import InfiniteSampler
 from mmengine.dist import get_rank
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -57,7 +58,7 @@ class CyclingIterator:
 
     ``skip(n)`` moves past ``n`` batches as if they had been read: whole
     passes only advance the sampler epoch (no image is loaded), the rest of a
-    pass is read and dropped.  ``delivered`` counts the batches handed out or
+    pass is read and dropped (with an ``InfiniteSampler``, all are read).  ``delivered`` counts the batches handed out or
     skipped.
     """
 
@@ -94,6 +95,11 @@ class CyclingIterator:
     def skip(self, n: int) -> None:
         """Continue as after ``n`` batches from the start (fresh iterator)."""
         assert self.delivered == 0, 'skip() only on a fresh iterator'
+        if isinstance(getattr(self.dataloader, 'sampler', None),
+                      InfiniteSampler):  # one endless pass: read them
+            for _ in range(n):
+                next(self)
+            return
         per_pass = len(self.dataloader)
         if per_pass == 0:
             raise ValueError('CyclingIterator: the dataloader is empty')

@@ -450,3 +450,12 @@ def test_continued_pretraining_loads_an_mae_checkpoint(folders, tmp_path):
             assert torch.equal(v, loaded[k]), k
         else:
             assert k.startswith(('masker.', 'downstream_head.')), k
+
+
+def test_amp_optim_wrapper_is_refused_with_the_right_setting(folders,
+                                                             tmp_path):
+    mae, labelled = folders
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'))
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'  # what tools/train.py --amp sets
+    with pytest.raises(ValueError, match=r"model.amp='bf16'"):
+        build_runner(cfg, 'mlo_amp').train()

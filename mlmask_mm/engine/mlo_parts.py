@@ -36,8 +36,13 @@ class MLOOptimWrapperConstructor:
     ``masker`` → ``masker``) go to those optimizers, every other child to
     ``mae``; parameter names stay the model's, so ``paramwise_cfg`` keys
     match as usual.  Wrapper settings at the top level (``type``,
-    ``loss_scale``, ``dtype``, e.g. from ``tools/train.py --amp``) apply to
-    all three.
+    ``loss_scale``, ``dtype``) apply to all three.
+
+    Mixed precision is ``model.amp='bf16'`` (autocast inside
+    ``MLOMAE.outer_step``, finite differences in fp32): an
+    ``AmpOptimWrapper`` (e.g. ``tools/train.py --amp``) is refused, since
+    its loss scaling would unscale the masking network's hypergradient,
+    which no scaled loss produced.
     """
 
     def __init__(self, optim_wrapper_cfg: dict,
@@ -54,6 +59,13 @@ class MLOOptimWrapperConstructor:
                 f'optim_wrapper needs exactly the keys {MLO_OPTIM_KEYS} (one '
                 f'optimizer per level), got {sorted(cfg)}')
         self.cfgs = cfg
+        for key in MLO_OPTIM_KEYS:
+            wrapper = {**cfg[key], **self.shared}.get('type', 'OptimWrapper')
+            if 'Amp' in str(wrapper):
+                raise ValueError(
+                    f'optim_wrapper.{key}: type={wrapper!r} is not supported '
+                    "by MLO-MAE; use model.amp='bf16' for mixed precision "
+                    '(AmpOptimWrapper would unscale the hypergradient)')
 
     def split(self, model: nn.Module) -> Dict[str, nn.Module]:
         """The model's children grouped by optimizer (empty groups fail)."""

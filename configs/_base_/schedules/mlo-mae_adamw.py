@@ -2,7 +2,7 @@
 # 'mae' = encoder + decoder (θ1), 'head' = downstream head (θ2), 'masker' =
 # masking network (φ).  Leaf configs set the learning rates and one scheduler
 # list per part: param_scheduler = dict(mae=[...], head=[...], masker=[...]).
-# Mixed precision: optim_wrapper.mae.type=AmpOptimWrapper (and .dtype).
+# Mixed precision: model.amp='bf16' (not AmpOptimWrapper / --amp).
 _no_decay = dict(
     custom_keys={
         'ln': dict(decay_mult=0.0),

@@ -456,6 +456,6 @@ def test_amp_optim_wrapper_is_refused_with_the_right_setting(folders,
                                                              tmp_path):
     mae, labelled = folders
     cfg = mlo_config(mae, labelled, str(tmp_path / 'work'))
-    cfg.optim_wrapper.type = 'AmpOptimWrapper'  # what tools/train.py --amp sets
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'  # tools/train.py --amp
     with pytest.raises(ValueError, match=r"model.amp='bf16'"):
         build_runner(cfg, 'mlo_amp').train()

@@ -4,7 +4,8 @@
 # its own batch), the masking network updated every iteration; levels 2 and
 # 3 on a stratified, seeded 80/20 split of the `train` split (files
 # 0000-4499 per class); `val` (4500-4999) held out for reporting.
-# Data: ../shared/data/cifar10 prepared as in ../_base_/datasets/cifar10_mae.py.
+# Data: ../shared/data/cifar10, prepared as in
+# ../_base_/datasets/cifar10_mae.py.
 #   python tools/train.py configs/mlo_mae/vitb-p2_cifar10.py
 _base_ = [
     '../_base_/models/mlo-mae_vit-base-p2.py',

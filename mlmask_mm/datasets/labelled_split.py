@@ -28,8 +28,9 @@ def stratified_split(labels: Sequence[int], ratio: float,
 
     For every class c with n_c samples, a permutation drawn from
     ``numpy.random.default_rng(seed)`` (classes in ascending order) puts
-    ``round(ratio · n_c)`` samples, clamped to [1, n_c − 1] when n_c ≥ 2, in
-    ``train`` and the rest in ``val``.  Both index lists are sorted.
+    ``round(ratio · n_c)`` samples, clamped to [1, n_c − 1] when
+    n_c ≥ 2, in ``train`` and the rest in ``val``.  Both index lists are
+    sorted.
     """
     if not 0 < ratio < 1:
         raise ValueError(f'LabelledSplit: ratio must be in (0, 1) (the '
@@ -79,10 +80,11 @@ class LabelledSplit(Dataset):
         classes = sorted({self.labels[i] for i in self.indices})
         if len(classes) < 2:
             raise ValueError(
-                f'LabelledSplit: the {part!r} part of {_describe(self.dataset)}'
-                f' (ratio={ratio}, seed={seed}, {len(self.labels)} labelled '
-                f'samples) has {len(classes)} class(es); the downstream '
-                'classification of MLO-MAE needs at least 2')
+                f'LabelledSplit: the {part!r} part of '
+                f'{_describe(self.dataset)} (ratio={ratio}, seed={seed}, '
+                f'{len(self.labels)} labelled samples) has {len(classes)} '
+                'class(es); the downstream classification of MLO-MAE needs '
+                'at least 2')
 
     @property
     def metainfo(self) -> dict:

@@ -6,7 +6,8 @@ model = dict(
     type='MLOMAE',
     # the paper's masking network (patch embeddings -> 512 -> L, sigmoid;
     # its size defaults to the backbone's); the light per-token variant:
-    #   --cfg-options model.masker.type=MLOTokenMasker model.masker.hidden_dims=128
+    #   --cfg-options model.masker.type=MLOTokenMasker \
+    #       model.masker.hidden_dims=128
     masker=dict(
         _delete_=True, type='MLOMLPMasker', hidden_dims=512,
         mask_ratio=0.75),

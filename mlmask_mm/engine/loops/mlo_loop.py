@@ -58,8 +58,8 @@ class CyclingIterator:
 
     ``skip(n)`` moves past ``n`` batches as if they had been read: whole
     passes only advance the sampler epoch (no image is loaded), the rest of a
-    pass is read and dropped (with an ``InfiniteSampler``, all are read).  ``delivered`` counts the batches handed out or
-    skipped.
+    pass is read and dropped (with an ``InfiniteSampler``, all are read).
+    ``delivered`` counts the batches handed out or skipped.
     """
 
     def __init__(self, dataloader: DataLoader) -> None:

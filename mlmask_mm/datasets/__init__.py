@@ -1,8 +1,9 @@
 from .image_folder import ImageFolder
+from .labelled_split import LabelledSplit, stratified_split
 from .transforms import (SELF_GUIDED_META_KEYS, LoadRegionMask,
                          RecordedRandomResizedCrop)
 
 __all__ = [
-    'ImageFolder', 'LoadRegionMask', 'RecordedRandomResizedCrop',
-    'SELF_GUIDED_META_KEYS'
+    'ImageFolder', 'LabelledSplit', 'LoadRegionMask',
+    'RecordedRandomResizedCrop', 'SELF_GUIDED_META_KEYS', 'stratified_split'
 ]

@@ -5,6 +5,7 @@ from .block_masker import BlockMasker
 from .composite_masker import CompositeMasker
 from .curriculum_masker import CurriculumMasker  # noqa: F401
 from .grid_masker import GridMasker
+from .mlo_masker import MLOMLPMasker, MLOTokenMasker, ProbabilityMasker
 from .random_masker import RandomMasker
 from .region_masker import RegionMasker
 from .self_guided_masker import SelfGuidedMasker
@@ -12,5 +13,6 @@ from .self_guided_masker import SelfGuidedMasker
 __all__ = [
     'BaseMasker', 'MaskContext', 'MaskResult', 'check_mask_ratio',
     'mask_from_ranking', 'num_visible', 'RandomMasker', 'BlockMasker',
-    'GridMasker', 'RegionMasker', 'CompositeMasker', 'SelfGuidedMasker'
+    'GridMasker', 'RegionMasker', 'CompositeMasker', 'SelfGuidedMasker',
+    'ProbabilityMasker', 'MLOMLPMasker', 'MLOTokenMasker'
 ]

@@ -1,0 +1,31 @@
+# MLO-MAE's three optimizers (paper: AdamW (0.9, 0.95) at every level):
+# 'mae' = encoder + decoder (θ1), 'head' = downstream head (θ2), 'masker' =
+# masking network (φ).  Leaf configs set the learning rates and one scheduler
+# list per part: param_scheduler = dict(mae=[...], head=[...], masker=[...]).
+# Mixed precision: model.amp='bf16' (not AmpOptimWrapper / --amp).
+_no_decay = dict(
+    custom_keys={
+        'ln': dict(decay_mult=0.0),
+        'bias': dict(decay_mult=0.0),
+        'pos_embed': dict(decay_mult=0.),
+        'mask_token': dict(decay_mult=0.),
+        'cls_token': dict(decay_mult=0.)
+    })
+optim_wrapper = dict(
+    constructor='MLOOptimWrapperConstructor',
+    mae=dict(
+        type='OptimWrapper',
+        optimizer=dict(
+            type='AdamW', lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05),
+        paramwise_cfg=_no_decay),
+    head=dict(
+        type='OptimWrapper',
+        optimizer=dict(
+            type='AdamW', lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05)),
+    masker=dict(
+        type='OptimWrapper',
+        optimizer=dict(
+            type='AdamW', lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05)))
+# distributed runs: outer_step averages every gradient itself (DDP would
+# only sync gradients of backward() after its own forward())
+model_wrapper_cfg = dict(type='MLODataParallel')

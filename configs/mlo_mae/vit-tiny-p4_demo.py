@@ -1,0 +1,60 @@
+# MLO-MAE on the embedded CIFAR-10 subset (data/cifar10_demo, 10 classes x
+# 100 images): a small ViT MAE (4 blocks of 128, patch 4) whose masks come
+# from the paper's masking network, trained by the hypergradient of a linear
+# head's validation loss (levels 2 and 3 on a stratified 80/20 split of the
+# same folders), updated every 2nd outer iteration.  On CPU:
+#   python tools/train.py configs/mlo_mae/vit-tiny-p4_demo.py \
+#       --work-dir work_dirs/mlo_mae_demo
+# Every 100 outer iterations and at the end: masks_iter_<n>.png /
+# masks_final.png (5th column: the masking probabilities, red = masked
+# first); the split is in work_dirs/mlo_mae_demo/mlo_split/.
+_base_ = [
+    '../_base_/models/mlo-mae_vit-tiny-p4.py',
+    '../_base_/datasets/cifar10_demo_mae.py',
+    '../_base_/datasets/mlo_labelled_split.py',
+    '../_base_/schedules/mlo-mae_adamw.py',
+    '../_base_/default_runtime.py',
+]
+max_iters = 300
+warmup_iters = 30
+# smaller than the MAE demo's ViT-tiny (12 x 192): an outer iteration costs
+# several MAE steps (see README, MLO-MAE cost)
+model = dict(
+    backbone=dict(
+        arch=dict(
+            embed_dims=128, num_layers=4, num_heads=4,
+            feedforward_channels=512)),
+    neck=dict(
+        embed_dim=128, decoder_embed_dim=128, decoder_depth=1,
+        decoder_num_heads=4),
+    downstream_head=dict(in_channels=128),
+    hypergrad=dict(unroll_steps=1))
+train_dataloader = dict(batch_size=16)
+train_cfg = dict(
+    max_iters=max_iters,
+    masker_update_interval=2,
+    train_split_dataloader=dict(batch_size=16),
+    val_split_dataloader=dict(batch_size=16))
+# the masking network at 1e-5: Adam moves each of its 64·128 -> 512 input
+# weights by ~lr per step in the same direction, and at 1e-3 its
+# probabilities saturate to 0/1 within ~30 iterations, into one mask for
+# every image (work_dirs of that run: masks_iter_100.png)
+optim_wrapper = dict(
+    mae=dict(optimizer=dict(lr=1.5e-3)),
+    head=dict(optimizer=dict(lr=1e-3)),
+    masker=dict(optimizer=dict(lr=1e-5)))
+_schedule = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,
+         end=warmup_iters),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup_iters,
+         end=max_iters, eta_min=1e-5)
+]
+# (eta_min = the masking network's lr: after the warm-up it stays at 1e-5)
+param_scheduler = dict(mae=_schedule, head=_schedule, masker=_schedule)
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=10),
+    checkpoint=dict(type='CheckpointHook', interval=100, by_epoch=False,
+                    max_keep_ckpts=2))
+custom_hooks = [dict(type='MaskVisualizationHook', num_images=8,
+                     interval=100)]
+log_processor = dict(by_epoch=False)

@@ -1,0 +1,3 @@
+from .mlo_loop import CyclingIterator, MLOTrainLoop
+
+__all__ = ['CyclingIterator', 'MLOTrainLoop']

@@ -1,0 +1,423 @@
+"""MLO-MAE: MAE whose masking network learns from a downstream task.
+
+Guo et al., "Downstream Task Guided Masking Learning in Masked Autoencoders
+Using Multi-Level Optimization", §3 (eqs. 1-4) and App. A.  Three parts,
+three losses, one outer iteration (:meth:`MLOMAE.outer_step`):
+
+1. level 1, θ1 = MAE encoder + decoder: K steps on
+   L1 = Σ m p ℓ / Σ m (reconstruction weighted by the masking network's
+   probabilities p, masker frozen);
+2. level 2, θ2 = downstream head on frozen encoder features: one step on
+   L2 = its loss on the labelled *train* split;
+3. level 3, φ = masking network: one step along the hypergradient of
+   L3 = the head's loss on the held-out *validation* split, differentiated
+   through the level-1 and level-2 steps (:mod:`mlmask_mm.engine.hypergrad`).
+
+The masking network is any :class:`ProbabilityMasker` (``MLOMLPMasker``, the
+paper's, or ``MLOTokenMasker``, the light one).  The downstream task is a
+config entry: ``downstream_head`` is any mmpretrain classification head with
+``loss((feats,), data_samples)`` (``LinearClsHead`` by default), fed the
+encoder's global-average (``feature='gap'``) or class-token features of the
+unmasked image.  What drives the loop (dataloaders, schedulers, masker update
+every n iterations) is ``MLOTrainLoop`` in :mod:`mlmask_mm.engine.loops`.
+"""
+import contextlib
+import copy
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+from mmengine.dist import all_reduce_params, get_world_size
+from mmengine.registry import DefaultScope
+from mmpretrain.structures import DataSample
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from mlmask_mm.engine import hypergrad as hg
+from mlmask_mm.registry import MODELS
+from ..losses.mlo_mae_losses import (per_patch_reconstruction_loss,
+                                     probability_weighted_loss)
+from ..maskers.base import MaskResult
+from ..maskers.mlo_masker import ProbabilityMasker
+from .masked_mae import MaskedMAE
+
+PARTS = ('mae', 'head', 'masker')
+FEATURES = ('gap', 'cls')
+HYPERGRAD_DEFAULTS = dict(
+    mode='exact',  # or 'finite_difference'
+    unroll_steps=1,  # K level-1 steps per outer iteration
+    unroll='exact',  # or 'last' (only the last level-1 step)
+    fd_radius=1e-2,  # r of ε = r / ‖v‖ (finite differences)
+    head_term='double_backward',  # or 'finite_difference' (betty-style)
+    xi1=None,  # ξ1 of the unrolled step; None: the 'mae' optimizer's lr
+    xi2=None)  # ξ2; None: the 'head' optimizer's lr
+
+
+@dataclass
+class Level1Record:
+    """What the hypergradient needs of one level-1 step: θ1 before it, the
+    images and the hard mask it used (kept fixed)."""
+    theta1: Dict[str, Tensor]
+    inputs: Tensor
+    mask: MaskResult
+
+
+class _Call(nn.Module):
+    """Runs ``fn(*args)`` with ``module``'s parameters replaced (through
+    :func:`torch.func.functional_call`), for methods other than forward."""
+
+    def __init__(self, module: nn.Module, fn) -> None:
+        super().__init__()
+        self.m = module
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
+def _sync(tensors: List[Tensor]) -> None:
+    """In-place mean over processes (DDP): autograd.grad results and
+    backward() on the unwrapped module are never synced by DDP itself."""
+    if tensors and get_world_size() > 1:
+        all_reduce_params(tensors, op='mean')
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module):
+    """Dropout / drop-path off; restores every submodule's flag."""
+    flags = {m: m.training for m in module.modules()}
+    module.train(False)
+    try:
+        yield
+    finally:
+        for m, flag in flags.items():
+            m.training = flag
+
+
+@MODELS.register_module()
+class MLOMAE(MaskedMAE):
+    """MAE + masking network + downstream head, trained by three levels.
+
+    Args:
+        backbone, neck, head: as :class:`MaskedMAE` (``MaskableViT``,
+            ``MAEPretrainDecoder``, ``MAEPretrainHead``).
+        masker: a :class:`ProbabilityMasker` config; ``num_patches`` and
+            ``embed_dims`` default to the backbone's.
+        downstream_head: the level-2/3 head, e.g. ``dict(type=
+            'LinearClsHead', num_classes=10, in_channels=192)``.
+        feature: 'gap' (mean of the patch tokens) or 'cls' (class token) of
+            the encoder on the whole image.
+        hypergrad: options of the hypergradient, see ``HYPERGRAD_DEFAULTS``.
+        amp: None (fp32) or 'bf16' (autocast for everything but the
+            finite differences, which always run in strict fp32).
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 neck: Optional[dict] = None,
+                 head: Optional[dict] = None,
+                 masker: Optional[dict] = None,
+                 downstream_head: Optional[dict] = None,
+                 feature: str = 'gap',
+                 hypergrad: Optional[dict] = None,
+                 amp: Optional[str] = None,
+                 **kwargs) -> None:
+        if not isinstance(masker, dict):
+            raise ValueError(
+                'MLOMAE needs model.masker, a masking-network config such '
+                "as dict(type='MLOTokenMasker') or dict(type='MLOMLPMasker')"
+                f', got {masker!r}')
+        if not isinstance(downstream_head, dict):
+            raise ValueError(
+                'MLOMAE needs model.downstream_head, e.g. dict(type='
+                "'LinearClsHead', num_classes=..., in_channels=...), got "
+                f'{downstream_head!r}')
+        if feature not in FEATURES:
+            raise ValueError(f'MLOMAE feature must be one of {FEATURES}, '
+                             f'got {feature!r}')
+        if amp not in (None, 'bf16'):
+            raise ValueError(f"MLOMAE amp must be None or 'bf16', got "
+                             f'{amp!r}')
+        ratio = masker.get('mask_ratio', 0.75)
+        super().__init__(
+            backbone=backbone, neck=neck, head=head,
+            masker=dict(type='RandomMasker', mask_ratio=ratio), **kwargs)
+        masker = copy.deepcopy(masker)
+        masker.setdefault('mask_ratio', ratio)
+        kind = str(masker.get('type', '')).split('.')[-1]
+        if kind in ('MLOMLPMasker', 'MLOTokenMasker'):
+            masker.setdefault('embed_dims', self.backbone.embed_dims)
+        if kind == 'MLOMLPMasker':
+            masker.setdefault('num_patches', self.backbone.num_patches)
+        with DefaultScope.overwrite_default_scope('mlmask_mm'):
+            self.masker = MODELS.build(masker)
+            self.downstream_head = MODELS.build(downstream_head)
+        if not isinstance(self.masker, ProbabilityMasker):
+            raise TypeError(
+                'MLOMAE needs a masking network that outputs probabilities '
+                '(a ProbabilityMasker such as MLOMLPMasker / MLOTokenMasker)'
+                f', got model.masker.type={masker.get("type")!r}')
+        self.feature = feature
+        self.amp = amp
+        unknown = set(hypergrad or {}) - set(HYPERGRAD_DEFAULTS)
+        if unknown:
+            raise ValueError(
+                f'unknown model.hypergrad option(s) {sorted(unknown)}; '
+                f'known: {sorted(HYPERGRAD_DEFAULTS)}')
+        self.hypergrad = {**HYPERGRAD_DEFAULTS, **(hypergrad or {})}
+        h = self.hypergrad
+        hg.check_options(h['mode'], h['unroll'], h['unroll_steps'],
+                         h['fd_radius'], h['head_term'])
+        self.last_hypergradient: Optional[Dict[str, Tensor]] = None
+
+    # ------------------------------------------------------------------
+    # parts and their parameters
+    # ------------------------------------------------------------------
+    def part_modules(self) -> Dict[str, nn.Module]:
+        """The three optimised parts: 'mae' (backbone, neck, pixel head),
+        'head' (the downstream head), 'masker' (the masking network).
+
+        The 'mae' entry is a ModuleDict built on the fly (not registered in
+        the model), so that paramwise settings keyed by 'backbone.' etc.
+        apply when an optimizer is built for it.
+        """
+        return dict(
+            mae=nn.ModuleDict(
+                dict(backbone=self.backbone, neck=self.neck,
+                     head=self.head)),
+            head=self.downstream_head,
+            masker=self.masker)
+
+    def part_params(self, part: str) -> Dict[str, Tensor]:
+        """The trainable parameters of a part, by their names in the model."""
+        prefix = dict(mae=('backbone.', 'neck.', 'head.'),
+                      head=('downstream_head.', ),
+                      masker=('masker.', ))[part]
+        return {n: p for n, p in self.named_parameters()
+                if n.startswith(prefix) and p.requires_grad}
+
+    def _autocast(self, device: torch.device):
+        if self.amp == 'bf16':
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def _images(inputs: Union[Tensor, Sequence[Tensor]]) -> Tensor:
+        return inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+
+    # ------------------------------------------------------------------
+    # the model's functions
+    # ------------------------------------------------------------------
+    def features(self, inputs: Tensor) -> Tensor:
+        """Encoder features of the unmasked images, B x D ('gap' or 'cls')."""
+        tokens = self.backbone.embed(inputs)
+        B, L = tokens.shape[:2]
+        ids = torch.arange(L, device=tokens.device).expand(B, L)
+        latent = self.backbone.encode_visible(tokens, ids)
+        return latent[:, 1:].mean(1) if self.feature == 'gap' else latent[:,
+                                                                          0]
+
+    def head_loss(self, inputs: Tensor,
+                  data_samples: List[DataSample]) -> Tensor:
+        """The downstream head's loss on the encoder features."""
+        feats = self.features(inputs)
+        return self.downstream_head.loss((feats, ), data_samples)['loss']
+
+    def weighted_reconstruction_loss(self, inputs: Tensor, result: MaskResult,
+                                     probs: Tensor,
+                                     tokens: Optional[Tensor] = None
+                                     ) -> Tensor:
+        """L1 = Σ m p ℓ / Σ m for the given mask and probabilities."""
+        if tokens is None:
+            tokens = self.backbone.embed(inputs)
+        pred = self.reconstruct(tokens, result)
+        ell = per_patch_reconstruction_loss(self.head, pred, inputs)
+        return probability_weighted_loss(ell, result.mask, probs)
+
+    def loss(self, inputs: Tensor, data_samples: List[DataSample],
+             **kwargs) -> Dict[str, Tensor]:
+        """Level-1 loss with the masker frozen (p detached): the plain
+        train_step / test path.  The masker learns only in outer_step."""
+        inputs = self._images(inputs)
+        tokens, result = self.mask(inputs, data_samples)
+        loss = self.weighted_reconstruction_loss(
+            inputs, result, result.scores.detach(), tokens)
+        return dict(loss=loss)
+
+    # ------------------------------------------------------------------
+    # one outer iteration
+    # ------------------------------------------------------------------
+    def outer_step(self, mae_batch: Union[dict, Sequence[dict]],
+                   train_batch: dict, val_batch: dict, optim_wrapper,
+                   update_masker: bool) -> Dict[str, Tensor]:
+        """K level-1 steps, one level-2 step and, if ``update_masker``, one
+        level-3 (masking network) step.
+
+        Args:
+            mae_batch: one data dict (used by all K level-1 steps) or a
+                sequence of K data dicts (one per step), as the dataloader
+                gives them (``dict(inputs=..., data_samples=...)``).
+            train_batch: labelled train-split batch (level 2).
+            val_batch: labelled validation-split batch (level 3).
+            optim_wrapper: ``OptimWrapperDict`` with 'mae', 'head', 'masker'.
+            update_masker: take the level-3 step in this iteration.
+
+        Returns:
+            log variables (detached): loss_mae (mean over the K steps),
+            loss_head, mask_prob_mean / _std, mask_prob_masked /
+            _visible (mean p of masked / visible patches) and, with the
+            level-3 step, loss_val and hypergrad_norm.
+        """
+        K = self.hypergrad['unroll_steps']
+        batches = [mae_batch] * K if isinstance(mae_batch, dict) else list(
+            mae_batch)
+        if len(batches) != K:
+            raise ValueError(f'outer_step got {len(batches)} MAE batches '
+                             f'for hypergrad.unroll_steps={K}')
+        last_only = self.hypergrad['unroll'] == 'last'
+        logs: Dict[str, Tensor] = {}
+
+        # level 1: K MAE steps on Σ m p ℓ / Σ m, masker frozen
+        records, losses = [], []
+        for k, batch in enumerate(batches):
+            record = update_masker and (not last_only or k == K - 1)
+            loss, mask, rec = self.level1_step(batch, optim_wrapper['mae'],
+                                               record)
+            losses.append(loss)
+            if rec is not None:
+                records.append(rec)
+        logs['loss_mae'] = torch.stack(losses).mean()
+        logs.update(self.mask_statistics(mask))
+
+        # level 2: the head on frozen encoder features (train split)
+        theta2 = ({n: p.detach().clone()
+                   for n, p in self.part_params('head').items()}
+                  if update_masker else None)
+        train = self.data_preprocessor(train_batch, True)
+        logs['loss_head'] = self.level2_step(
+            self._images(train['inputs']), train['data_samples'],
+            optim_wrapper['head'])
+
+        # level 3: the masking network along the hypergradient of L3
+        if update_masker:
+            val = self.data_preprocessor(val_batch, True)
+            logs.update(
+                self.level3_step(records, theta2, train, val, optim_wrapper))
+        return logs
+
+    def level1_step(self, batch: dict, optim_wrapper, record: bool):
+        """One MAE step; returns (loss, its MaskResult, Level1Record or
+        None)."""
+        data = self.data_preprocessor(batch, True)
+        inputs = self._images(data['inputs'])
+        params = self.part_params('mae')
+        theta1 = ({n: p.detach().clone() for n, p in params.items()}
+                  if record else None)
+        with self._autocast(inputs.device):
+            tokens, result = self.mask(inputs, data['data_samples'])
+            loss = self.weighted_reconstruction_loss(
+                inputs, result, result.scores.detach(), tokens)
+        optim_wrapper.backward(loss)
+        _sync([p.grad for p in params.values() if p.grad is not None])
+        optim_wrapper.step()
+        optim_wrapper.zero_grad()
+        rec = None
+        if record:
+            fixed = MaskResult(result.ids_keep, result.ids_restore,
+                               result.mask.float())
+            rec = Level1Record(theta1, inputs, fixed)
+        return loss.detach(), result, rec
+
+    def level2_step(self, inputs: Tensor, data_samples: List[DataSample],
+                    optim_wrapper) -> Tensor:
+        """One step of the downstream head on frozen encoder features."""
+        with self._autocast(inputs.device):
+            with torch.no_grad():
+                feats = self.features(inputs)
+            loss = self.downstream_head.loss((feats, ),
+                                             data_samples)['loss']
+        params = self.part_params('head')
+        optim_wrapper.backward(loss)
+        _sync([p.grad for p in params.values() if p.grad is not None])
+        optim_wrapper.step()
+        optim_wrapper.zero_grad()
+        return loss.detach()
+
+    def level3_step(self, records: List[Level1Record],
+                    theta2: Dict[str, Tensor], train: dict, val: dict,
+                    optim_wrapper) -> Dict[str, Tensor]:
+        """The masking network's step: φ ← optimizer(∇φ L3(θ1', θ2'))."""
+        h = self.hypergrad
+        xi1 = h['xi1'] if h['xi1'] is not None else \
+            optim_wrapper['mae'].get_lr()['lr'][0]
+        xi2 = h['xi2'] if h['xi2'] is not None else \
+            optim_wrapper['head'].get_lr()['lr'][0]
+        train_x, val_x = (self._images(d['inputs']) for d in (train, val))
+        val_loss = {}
+
+        def l2(t1, t2):
+            return self.call({**t1, **t2}, self.head_loss, train_x,
+                             train['data_samples'])
+
+        def l3(t1, t2):
+            loss = self.call({**t1, **t2}, self.head_loss, val_x,
+                             val['data_samples'])
+            val_loss['loss_val'] = loss.detach()
+            return loss
+
+        phi = {n: p.detach() for n, p in self.part_params('masker').items()}
+        with _eval_mode(self), self._autocast(val_x.device):
+            res = hg.hypergradient(
+                [self.level1_loss_fn(r) for r in records], l2, l3,
+                [r.theta1 for r in records],
+                {n: p.detach() for n, p in self.part_params('mae').items()},
+                theta2,
+                {n: p.detach() for n, p in self.part_params('head').items()},
+                phi, xi1, xi2, mode=h['mode'], unroll=h['unroll'],
+                fd_radius=h['fd_radius'], head_term=h['head_term'],
+                reduce=_sync)
+        for n, p in self.part_params('masker').items():
+            p.grad = res.grad[n].to(p.dtype)
+        optim_wrapper['masker'].step()
+        optim_wrapper['masker'].zero_grad()
+        self.last_hypergradient = {n: g.detach() for n, g in res.grad.items()}
+        return dict(loss_val=val_loss['loss_val'].float(),
+                    hypergrad_norm=hg.norm(res.grad))
+
+    def level1_loss_fn(self, rec: Level1Record):
+        """l1(θ1, φ) of one recorded step: its images, its hard mask fixed
+        and, with a detached masker input, that input fixed at θ1^k."""
+        fixed_input = None
+        if self.masker.detach_input:  # computed once, in full precision
+            with torch.no_grad(), hg.strict_fp32():
+                fixed_input = self.call(rec.theta1, self.backbone.embed,
+                                        rec.inputs)
+
+        def loss(tokens, inputs):
+            x = fixed_input if fixed_input is not None else tokens
+            probs = self.masker.probabilities(x)
+            return self.weighted_reconstruction_loss(inputs, rec.mask, probs,
+                                                     tokens)
+
+        def l1(t1, phi):
+            return self.call(
+                {**t1, **phi},
+                lambda x: loss(self.backbone.embed(x), x), rec.inputs)
+        return l1
+
+    def call(self, params: Dict[str, Tensor], fn, *args):
+        """``fn(*args)`` with this model's parameters replaced by
+        ``params`` (names as in ``named_parameters``)."""
+        return functional_call(_Call(self, fn),
+                               {'m.' + n: v for n, v in params.items()},
+                               args, strict=False)
+
+    @torch.no_grad()
+    def mask_statistics(self, result: MaskResult) -> Dict[str, Tensor]:
+        """Mean / std of p, mean p of the masked and of the visible patches."""
+        p, m = result.scores.detach().float(), result.mask.float()
+        return dict(
+            mask_prob_mean=p.mean(), mask_prob_std=p.std(),
+            mask_prob_masked=(p * m).sum() / m.sum().clamp_min(1),
+            mask_prob_visible=(p * (1 - m)).sum() /
+            (1 - m).sum().clamp_min(1))

@@ -41,7 +41,6 @@ from ..maskers.base import MaskResult
 from ..maskers.mlo_masker import ProbabilityMasker
 from .masked_mae import MaskedMAE
 
-PARTS = ('mae', 'head', 'masker')
 FEATURES = ('gap', 'cls')
 HYPERGRAD_DEFAULTS = dict(
     mode='exact',  # or 'finite_difference'

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from PIL import Image
 
 import mlmask_mm  # noqa: F401  (registers everything)
@@ -74,3 +75,17 @@ def tiny_config(data_root: str, work_dir: str, max_iters: int = 4,
 def _torch_threads():
     torch.set_num_threads(2)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _restore_default_scope():
+    """Undo the default scopes a test created (a Runner, mmdet/mmseg tools).
+
+    mmengine resolves an unscoped type in the *latest* DefaultScope, so a
+    test that leaves 'mmdet' current would make later builds from this
+    package's registries look in mmdet's.
+    """
+    before = dict(DefaultScope._instance_dict)
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(before)

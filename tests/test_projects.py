@@ -96,11 +96,10 @@ def test_texture_masker_rejects_bad_settings():
         texture_masker()(torch.zeros(1, 4, 8))
 
 
-def test_custom_masker_project_trains(tmp_path, monkeypatch):
+def test_custom_masker_project_trains(tmp_path):
     images = make_image_folder(str(tmp_path / 'images'), per_class=4)
-    # conftest.tiny_config shrinks whatever DEMO_CONFIG names: the project's
-    monkeypatch.setattr(conftest, 'DEMO_CONFIG', MASKER_CONFIG)
-    cfg = conftest.tiny_config(images, str(tmp_path / 'work'), max_iters=2)
+    cfg = conftest.tiny_config(images, str(tmp_path / 'work'), max_iters=2,
+                               config=MASKER_CONFIG)
     assert cfg.model.masker.type == 'TextureMasker'
     assert 'projects.custom_masker.texture_masker' in \
         cfg.custom_imports.imports

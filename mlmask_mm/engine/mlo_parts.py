@@ -18,6 +18,7 @@ from mmengine.optim import OptimWrapperDict
 from mmengine.registry import MODEL_WRAPPERS as ENGINE_MODEL_WRAPPERS
 
 from mlmask_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from mlmask_mm.utils.part_optim_wrappers import build_part_optim_wrappers
 
 MLO_OPTIM_KEYS = ('mae', 'head', 'masker')
 SHARED_KEYS = ('type', 'loss_scale', 'dtype')
@@ -86,18 +87,8 @@ class MLOOptimWrapperConstructor:
     def __call__(self, model: nn.Module) -> OptimWrapperDict:
         if hasattr(model, 'module'):
             model = model.module
-        parts = self.split(model)
-        wrappers = {}
-        for key in MLO_OPTIM_KEYS:
-            cfg = copy.deepcopy(self.cfgs[key])
-            cfg.update(copy.deepcopy(self.shared))
-            constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(
-                dict(type=cfg.pop('constructor',
-                                  'DefaultOptimWrapperConstructor'),
-                     optim_wrapper_cfg=cfg,
-                     paramwise_cfg=cfg.pop('paramwise_cfg', None)))
-            wrappers[key] = constructor(parts[key])
-        return OptimWrapperDict(**wrappers)
+        return build_part_optim_wrappers(self.cfgs, self.split(model),
+                                         self.shared)
 
 
 # in mmengine's root registry: Runner.wrap_model looks the wrapper type up

@@ -43,6 +43,7 @@ from mmpretrain.structures import DataSample
 from torch import nn
 
 from mlmask_mm.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+from mlmask_mm.utils.part_optim_wrappers import build_part_optim_wrappers
 from ..losses.cl_mae_losses import (masking_module_loss,
                                     soft_reconstruction_loss)
 from ..maskers.base import BaseMasker, MaskResult
@@ -355,16 +356,7 @@ class CLMAEOptimWrapperConstructor:
         for name, child in model.named_children():
             parts['masker' if name == 'masker' else 'mae'].add_module(
                 name, child)
-        wrappers = {}
-        for key in OPTIM_KEYS:
-            cfg = copy.deepcopy(self.cfgs[key])
-            constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(
-                dict(type=cfg.pop('constructor',
-                                  'DefaultOptimWrapperConstructor'),
-                     optim_wrapper_cfg=cfg,
-                     paramwise_cfg=cfg.pop('paramwise_cfg', None)))
-            wrappers[key] = constructor(parts[key])
-        return OptimWrapperDict(**wrappers)
+        return build_part_optim_wrappers(self.cfgs, parts)
 
 
 # in mmengine's root registry: Runner.wrap_model looks the wrapper type up

@@ -28,7 +28,7 @@ def check_config(cfg: Config) -> None:
     """Fail before anything is built when the config cannot train.
 
     Checks the patch grid (image size divisible by the patch size), the mask
-    ratios, and, for masked pretraining (a mask ratio or a masker in the
+    ratios, CL-MAE's ``masker_batch_size`` against the batch size, and, for masked pretraining (a mask ratio or a masker in the
     model), that the training pipeline produces images of the size the
     backbone expects; transfer configs (mmseg / mmdet) resize freely and the
     backbone interpolates its position embeddings.  Each error names the
@@ -44,9 +44,16 @@ def check_config(cfg: Config) -> None:
     masker = model.get('masker') or {}
     if 'mask_ratio' in masker:
         check_mask_ratio(masker['mask_ratio'], 'model.masker.mask_ratio')
+    loader = cfg.get('train_dataloader') or {}
+    k, batch = model.get('masker_batch_size'), loader.get('batch_size')
+    if k is not None and batch is not None and int(k) > int(batch):
+        raise ValueError(
+            f'model.masker_batch_size={k} is larger than '
+            f'train_dataloader.batch_size={batch} (images per process): the '
+            'module step would use the whole batch; set it to at most the '
+            'batch size')
     if 'mask_ratio' not in backbone and not masker:
         return
-    loader = cfg.get('train_dataloader') or {}
     dataset = loader.get('dataset') or {}
     out_size = _pipeline_size(dataset.get('pipeline'))
     want = (img_size, img_size) if isinstance(img_size, int) else tuple(

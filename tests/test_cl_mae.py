@@ -646,6 +646,12 @@ def test_configs_load_and_build():
     assert cifar.model.backbone.patch_size == 2
     assert cifar.model.neck.num_patches == 256
 
+    demo.model.masker_batch_size = demo.train_dataloader.batch_size
+    check_config(demo)
+    demo.model.masker_batch_size = demo.train_dataloader.batch_size + 1
+    with pytest.raises(ValueError, match='masker_batch_size=.* is larger'):
+        check_config(demo)
+
 
 def _split_tool():
     spec = importlib.util.spec_from_file_location(

@@ -332,3 +332,82 @@ def test_backbone_keys_of_any_checkpoint_layout():
     assert sorted(backbone_state_dict(full)) == ['cls_token',
                                                  'layers.0.ln1.weight']
     assert sorted(backbone_state_dict({'cls_token': w})) == ['cls_token']
+
+
+# ----------------------------------------- the metric in mmengine's test loop
+FEWSHOT_CONFIG = osp.join(REPO, 'configs', 'benchmarks',
+                          'fewshot_vit-tiny-p4_cifar10.py')
+
+
+def _load_test_tool():
+    spec = importlib.util.spec_from_file_location(
+        'mlmask_test_tool', osp.join(REPO, 'tools', 'test.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_metric_through_tools_test_equals_the_tool(setup, tmp_path):
+    """tools/test.py + FewShotLinearProbe on FewShotFolders gives the numbers
+    of tools/fewshot.py for the same checkpoint, shots and seeds."""
+    from mmengine.config import Config
+    ckpt, config, data = setup
+    pretrain = Config.fromfile(config)
+    cfg = Config.fromfile(FEWSHOT_CONFIG)
+    assert cfg.test_evaluator.type == 'FewShotLinearProbe'
+    cfg.model.backbone = pretrain.model.backbone
+    cfg.model.backbone.pop('mask_ratio', None)
+    size = pretrain.model.backbone.img_size
+    loader = cfg.test_dataloader
+    loader.update(batch_size=8, num_workers=0)
+    loader.dataset.data_root = data
+    for t in loader.dataset.pipeline:
+        if t.type == 'ResizeEdge':
+            t.scale = size
+        if t.type == 'CenterCrop':
+            t.crop_size = size
+    cfg.test_evaluator.update(shots=(1, 2, 4), seeds=2)
+    test_config = str(tmp_path / 'fewshot_test.py')
+    cfg.dump(test_config)
+
+    metrics = _load_test_tool().main(
+        [test_config, ckpt, '--work-dir', str(tmp_path / 'test')])
+    expected = fewshot.main([
+        ckpt, '--data', data, '--shots', '1', '2', '4', '--seeds', '2',
+        '--out-dir', str(tmp_path / 'tool'), '--num-workers', '0',
+        '--device', 'cpu', '--no-plot'])['results']
+    assert len(expected) == 3
+    for r in expected:
+        n = r['shots']
+        for k in ('top1', 'top5'):
+            assert metrics[f'fewshot/{n}shot_{k}'] == pytest.approx(
+                r[f'acc{k[-1]}_mean'], abs=1e-6)
+            assert metrics[f'fewshot/{n}shot_{k}_std'] == pytest.approx(
+                r[f'acc{k[-1]}_std'], abs=1e-6)
+
+
+def test_fewshot_folders_and_metric_errors(setup, tmp_path):
+    from mlmask_mm.datasets import FewShotFolders
+    from mlmask_mm.evaluation import FewShotLinearProbe
+    _, _, data = setup
+    ds = FewShotFolders(data_root=data)
+    assert ds.metainfo['num_support'] == 5 * len(CLASSES)
+    assert len(ds) == 8 * len(CLASSES)
+    assert ds.metainfo['classes'] == CLASSES
+    make_image_folder(str(tmp_path / 'train'), ('a', 'b'), per_class=2)
+    make_image_folder(str(tmp_path / 'test'), ('a', 'c'), per_class=2)
+    with pytest.raises(ValueError, match=r"only in train \['b'\]"):
+        FewShotFolders(data_root=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match='is not a folder'):
+        FewShotFolders(data_root=str(tmp_path), query='val')
+
+    metric = FewShotLinearProbe(shots=(3, ), seeds=1)
+    metric.dataset_meta = dict(classes=('a', 'b'), num_support=4)
+    feature = torch.zeros(4)
+    results = [dict(idx=i, feature=feature, label=i % 2) for i in range(6)]
+    with pytest.raises(ValueError, match="class 'a' has 2 image"):
+        metric.compute_metrics(results)
+    with pytest.raises(KeyError, match='FrozenFeatureExtractor'):
+        metric.process(None, [dict(sample_idx=0)])
+    with pytest.raises(ValueError, match='normalize'):
+        FewShotLinearProbe(normalize='l1')

@@ -4,6 +4,7 @@ from .feature_extractor import (POOLINGS, FrozenFeatureExtractor,
                                 extractor_config, folder_dataset, image_size,
                                 load_backbone_weights, load_checkpoint_safely,
                                 load_config)
+from .fewshot_metric import FewShotLinearProbe
 from .fewshot import (NORMALIZATIONS, check_shots, few_shot_accuracies,
                       mean_std, normalize_features, sample_few_shot,
                       topk_accuracy, train_linear_classifier)
@@ -16,7 +17,7 @@ __all__ = [
     'backbone_state_dict', 'build_frozen_extractor', 'embedded_config',
     'extract_features', 'extractor_config', 'folder_dataset', 'image_size',
     'load_backbone_weights', 'load_checkpoint_safely', 'load_config',
-    'NORMALIZATIONS',
+    'NORMALIZATIONS', 'FewShotLinearProbe',
     'check_shots', 'few_shot_accuracies', 'mean_std', 'normalize_features',
     'sample_few_shot', 'topk_accuracy', 'train_linear_classifier'
 ]

@@ -19,6 +19,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.model import BaseModel
 from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.selfsup.mae import MAEViT
+from mmpretrain.structures import DataSample
 
 from mlmask_mm.registry import MODELS
 
@@ -91,11 +92,21 @@ class FrozenFeatureExtractor(BaseModel):
 
     def forward(self, inputs: torch.Tensor, data_samples=None,
                 mode: str = 'tensor'):
-        if mode != 'tensor':
+        """``'tensor'``: B x D features; ``'predict'``: the data samples,
+        each with its ``feature`` (for :class:`FewShotLinearProbe`)."""
+        if mode not in ('tensor', 'predict'):
             raise ValueError(f'FrozenFeatureExtractor: mode={mode!r}; only '
-                             "'tensor' (features) is supported")
+                             "'tensor' and 'predict' (features) are "
+                             'supported: it does not train')
         with torch.no_grad():
-            return self.extract_feat(inputs)
+            features = self.extract_feat(inputs)
+        if mode == 'tensor':
+            return features
+        if data_samples is None:
+            data_samples = [DataSample() for _ in range(len(features))]
+        for sample, feature in zip(data_samples, features):
+            sample.set_field(feature, 'feature')
+        return data_samples
 
 
 def backbone_state_dict(checkpoint: Dict) -> Dict[str, torch.Tensor]:

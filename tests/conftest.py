@@ -1,4 +1,5 @@
 """Shared fixtures: tiny generated image folders and tiny MAE configs."""
+import importlib.util
 import os
 import os.path as osp
 
@@ -13,6 +14,17 @@ import mlmask_mm  # noqa: F401  (registers everything)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'mae', 'mae_vit-tiny-p4_demo.py')
+
+
+def load_tool(name: str):
+    """A script under tools/ as a module: ``load_tool('benchmark')``,
+    ``load_tool('dataset_converters/cifar10_split')``."""
+    path = osp.join(REPO, 'tools', *name.split('/')) + '.py'
+    spec = importlib.util.spec_from_file_location(
+        'mlmask_tool_' + name.replace('/', '_'), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_image_folder(root: str, classes=('a', 'b'), per_class: int = 8,

@@ -1,17 +1,14 @@
 """Smoke test of tools/benchmark.py on a 2-block ViT (seconds on CPU)."""
-import importlib.util
 import json
 import os.path as osp
+
+from conftest import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def _load_benchmark():
-    spec = importlib.util.spec_from_file_location(
-        'mlmask_benchmark', osp.join(REPO, 'tools', 'benchmark.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('benchmark')
 
 
 def test_benchmark_tiny_cpu(capsys):

@@ -1,9 +1,10 @@
 """Smoke test of ``tools/benchmark.py --method cl-mae`` (seconds on CPU)."""
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
+
+from conftest import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = ['--arch', json.dumps(dict(embed_dims=32, num_layers=2, num_heads=2,
@@ -13,11 +14,7 @@ TINY = ['--arch', json.dumps(dict(embed_dims=32, num_layers=2, num_heads=2,
 
 
 def _load_benchmark():
-    spec = importlib.util.spec_from_file_location(
-        'mlmask_benchmark_cl', osp.join(REPO, 'tools', 'benchmark.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('benchmark')
 
 
 def test_cl_mae_benchmark_tiny_cpu(capsys):

@@ -1,7 +1,8 @@
 """Smoke test of tools/benchmark.py --method mlo-mae on a 2-block ViT."""
-import importlib.util
 import json
 import os.path as osp
+
+from conftest import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ARCH = json.dumps(dict(embed_dims=32, num_layers=2, num_heads=2,
@@ -9,11 +10,7 @@ ARCH = json.dumps(dict(embed_dims=32, num_layers=2, num_heads=2,
 
 
 def _load_benchmark():
-    spec = importlib.util.spec_from_file_location(
-        'mlmask_benchmark_mlo', osp.join(REPO, 'tools', 'benchmark.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('benchmark')
 
 
 def test_benchmark_mlo_mae_tiny_cpu(capsys, tmp_path):

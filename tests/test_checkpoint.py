@@ -2,7 +2,6 @@
 
 All on CPU with the tiny configs of conftest (2-block ViT, 16 px images).
 """
-import importlib.util
 import os
 import os.path as osp
 import pickle
@@ -16,7 +15,7 @@ from mmengine.hooks import Hook
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner import Runner, load_checkpoint
 
-from conftest import DEMO_CONFIG, REPO, make_image_folder, tiny_config
+from conftest import DEMO_CONFIG, load_tool, make_image_folder, tiny_config
 from mlmask_mm.apis import prepare_config
 from mlmask_mm.registry import MODELS
 
@@ -286,11 +285,7 @@ def test_load_from_pretrained_starts_a_new_run(trained, tmp_path):
 
 # ------------------------------------------------------------ tools/test.py
 def _test_tool():
-    spec = importlib.util.spec_from_file_location(
-        'mlmask_tools_test', osp.join(REPO, 'tools', 'test.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('test')
 
 
 def test_test_tool_names_what_a_pretraining_config_lacks(trained, capsys):

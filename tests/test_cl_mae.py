@@ -4,7 +4,6 @@ All on CPU with a 2-block ViT on 16 px images (as conftest.tiny_config) and
 a 1-block masking module.
 """
 import copy
-import importlib.util
 import math
 import os
 import os.path as osp
@@ -20,7 +19,7 @@ from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
 from PIL import Image
 
-from conftest import REPO, make_image_folder, tiny_config
+from conftest import REPO, load_tool, make_image_folder, tiny_config
 from mlmask_mm.apis import check_config, prepare_config
 from mlmask_mm.engine.hooks.curriculum_hook import (CurriculumHook,
                                                     curriculum_value)
@@ -435,11 +434,7 @@ def test_runner_trains_both_parts_and_logs(tmp_path, no_epoch_sleep):
     assert w > h / 3 * 4.5
 
     # the shared tool renders the module's masks from the checkpoint
-    spec = importlib.util.spec_from_file_location(
-        'mlmask_visualize_masks', osp.join(REPO, 'tools',
-                                           'visualize_masks.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('visualize_masks')
     dumped = osp.join(str(tmp_path / 'work'), osp.basename(CL_DEMO))
     out = str(tmp_path / 'masks_iter_4.png')
     argv = ['visualize_masks.py', dumped, str(tmp_path / 'work' /
@@ -654,12 +649,7 @@ def test_configs_load_and_build():
 
 
 def _split_tool():
-    spec = importlib.util.spec_from_file_location(
-        'cifar10_split', osp.join(REPO, 'tools', 'dataset_converters',
-                                  'cifar10_split.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    return load_tool('dataset_converters/cifar10_split')
 
 
 def _fake_cifar10(root, tool, indices=(0, 4499, 4500, 4999)):

@@ -5,7 +5,6 @@ the datasets are generated class-folder trees of 16 px images.
 """
 import csv
 import glob
-import importlib.util
 import json
 import math
 import os.path as osp
@@ -16,7 +15,7 @@ import pytest
 import torch
 from mmengine.runner import Runner, load_checkpoint
 
-from conftest import REPO, make_image_folder, tiny_config
+from conftest import REPO, load_tool, make_image_folder, tiny_config
 from mlmask_mm.apis import prepare_config
 from mlmask_mm.evaluation import (FrozenFeatureExtractor, check_shots,
                                   mean_std, sample_few_shot, topk_accuracy,
@@ -27,11 +26,7 @@ CLASSES = ('a', 'b', 'c', 'd', 'e', 'f')
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'mlmask_fewshot', osp.join(REPO, 'tools', 'fewshot.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('fewshot')
 
 
 fewshot = _load_tool()
@@ -298,11 +293,7 @@ def test_mmpretrain_mae_checkpoint_with_its_config(setup, tmp_path):
 
 
 def test_cifar10_fewshot_tree_links_the_project_split(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        'mlmask_fewshot_tree', osp.join(REPO, 'tools', 'dataset_converters',
-                                        'cifar10_fewshot_tree.py'))
-    tree = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tree)
+    tree = load_tool('dataset_converters/cifar10_fewshot_tree')
     src = tmp_path / 'train'
     for c in ('cat', 'dog'):
         (src / c).mkdir(parents=True)
@@ -340,11 +331,7 @@ FEWSHOT_CONFIG = osp.join(REPO, 'configs', 'benchmarks',
 
 
 def _load_test_tool():
-    spec = importlib.util.spec_from_file_location(
-        'mlmask_test_tool', osp.join(REPO, 'tools', 'test.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('test')
 
 
 def test_metric_through_tools_test_equals_the_tool(setup, tmp_path):

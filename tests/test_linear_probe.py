@@ -1,6 +1,5 @@
 """configs/benchmarks: linear probe / fine-tune configs that load this
 package's pretraining checkpoints (the arch shrunk to a 2-block ViT)."""
-import importlib.util
 import os.path as osp
 import types
 
@@ -9,7 +8,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from conftest import REPO, make_image_folder, tiny_config
+from conftest import REPO, load_tool, make_image_folder, tiny_config
 from mlmask_mm.apis import check_pretrained_checkpoint, prepare_config
 from mlmask_mm.registry import MODELS
 
@@ -26,11 +25,7 @@ TINY_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2,
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(
-        f'mlmask_{name}', osp.join(REPO, 'tools', *name.split('/')) + '.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(name)
 
 
 @pytest.fixture(scope='module')

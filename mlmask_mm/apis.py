@@ -28,11 +28,12 @@ def check_config(cfg: Config) -> None:
     """Fail before anything is built when the config cannot train.
 
     Checks the patch grid (image size divisible by the patch size), the mask
-    ratios, CL-MAE's ``masker_batch_size`` against the batch size, and, for masked pretraining (a mask ratio or a masker in the
-    model), that the training pipeline produces images of the size the
-    backbone expects; transfer configs (mmseg / mmdet) resize freely and the
-    backbone interpolates its position embeddings.  Each error names the
-    setting and its value.
+    ratios, CL-MAE's ``masker_batch_size`` against the batch size, and, for
+    masked pretraining (a mask ratio or a masker in the model), that the
+    training pipeline produces images of the size the backbone expects;
+    transfer configs (mmseg / mmdet) resize freely and the backbone
+    interpolates its position embeddings.  Each error names the setting and
+    its value.
     """
     model = cfg.get('model', {})
     backbone = model.get('backbone', {}) or {}

@@ -11,7 +11,7 @@ three losses, one outer iteration (:meth:`MLOMAE.outer_step`):
    L2 = its loss on the labelled *train* split;
 3. level 3, φ = masking network: one step along the hypergradient of
    L3 = the head's loss on the held-out *validation* split, differentiated
-   through the level-1 and level-2 steps (:mod:`mlmask_mm.engine.hypergrad`).
+   through the level-1 and level-2 steps (:mod:`mlmask_mm.models.algorithms.hypergrad`).
 
 The masking network is any :class:`ProbabilityMasker` (``MLOMLPMasker``, the
 paper's, or ``MLOTokenMasker``, the light one).  The downstream task is a
@@ -33,12 +33,12 @@ from mmpretrain.structures import DataSample
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from mlmask_mm.engine import hypergrad as hg
 from mlmask_mm.registry import MODELS
 from ..losses.mlo_mae_losses import (per_patch_reconstruction_loss,
                                      probability_weighted_loss)
 from ..maskers.base import MaskResult
 from ..maskers.mlo_masker import ProbabilityMasker
+from . import hypergrad as hg
 from .masked_mae import MaskedMAE
 
 FEATURES = ('gap', 'cls')

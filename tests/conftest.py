@@ -1,7 +1,9 @@
 """Shared fixtures: tiny generated image folders and tiny MAE configs."""
+import contextlib
 import importlib.util
 import os
 import os.path as osp
+import types
 
 import numpy as np
 import pytest
@@ -87,6 +89,25 @@ def tiny_config(data_root: str, work_dir: str, max_iters: int = 4,
 def _torch_threads():
     torch.set_num_threads(2)
     yield
+
+
+@contextlib.contextmanager
+def epoch_sleep_off():
+    """mmengine's IterBasedTrainLoop sleeps 2 s at every epoch end (only
+    waiting); for module-scoped fixtures that train."""
+    import mmengine.runner.loops as loops
+    saved = loops.time
+    loops.time = types.SimpleNamespace(sleep=lambda s: None)
+    try:
+        yield
+    finally:
+        loops.time = saved
+
+
+@pytest.fixture(autouse=True)
+def _no_epoch_sleep():
+    with epoch_sleep_off():
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ All on CPU with the tiny configs of conftest (2-block ViT, 16 px images).
 import os
 import os.path as osp
 import pickle
-import types
 
 import numpy as np
 import pytest
@@ -63,14 +62,6 @@ class _Kill(Hook):
             raise KeyboardInterrupt(f'killed after iteration {self.at}')
 
 
-@pytest.fixture
-def no_epoch_sleep(monkeypatch):
-    """mmengine sleeps 2 s at every epoch end of IterBasedTrainLoop."""
-    import mmengine.runner.loops as loops
-    monkeypatch.setattr(loops, 'time', types.SimpleNamespace(
-        sleep=lambda s: None))
-
-
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     """A Runner checkpoint after 2 iterations: (path, image folder)."""
@@ -85,7 +76,7 @@ def trained(tmp_path_factory):
 
 
 # ------------------------------------------------------------ exact resume
-def test_kill_and_resume_equals_uninterrupted_run(tmp_path, no_epoch_sleep):
+def test_kill_and_resume_equals_uninterrupted_run(tmp_path):
     # 8 images, batch 4: 2 iterations per epoch, so the resume skips a whole
     # epoch and the rest of the run crosses another epoch end
     root = make_image_folder(str(tmp_path / 'images'), per_class=4)

@@ -107,14 +107,6 @@ def build_runner(cfg, name):
     return Runner.from_cfg(prepare_config(cfg))
 
 
-@pytest.fixture
-def no_epoch_sleep(monkeypatch):
-    """mmengine sleeps 2 s at every epoch end of IterBasedTrainLoop."""
-    import mmengine.runner.loops as loops
-    monkeypatch.setattr(loops, 'time', types.SimpleNamespace(
-        sleep=lambda s: None))
-
-
 class _RecordC(Hook):
     """c(t) as the model sees it in each iteration (after CurriculumHook)."""
     priority = 'LOW'
@@ -394,7 +386,7 @@ def test_curriculum_hook_by_epoch_and_errors():
 
 
 # ------------------------------------------------------------ the Runner
-def test_runner_trains_both_parts_and_logs(tmp_path, no_epoch_sleep):
+def test_runner_trains_both_parts_and_logs(tmp_path):
     root = make_image_folder(str(tmp_path / 'images'))
     cfg = cl_config(root, str(tmp_path / 'work'), max_iters=4,
                     masker_update_interval=2)
@@ -450,7 +442,7 @@ def test_runner_trains_both_parts_and_logs(tmp_path, no_epoch_sleep):
 
 
 def test_kill_and_resume_restores_curriculum_and_both_optimizers(
-        tmp_path, no_epoch_sleep):
+        tmp_path):
     root = make_image_folder(str(tmp_path / 'images'), per_class=4)
     N, K = 5, 2
 
@@ -571,7 +563,7 @@ def test_dist_train_script_uses_the_cl_mae_wrapper(tmp_path):
 
 
 def test_cifar10_config_trains_by_epoch_on_the_train_split(
-        tmp_path, no_epoch_sleep):
+        tmp_path):
     """The CIFAR-10 config (epoch loop, per-epoch c, ann_file split),
     shrunk, with plain (not AMP) optimizers on CPU."""
     tool = _split_tool()

@@ -14,8 +14,7 @@ import torch
 from mmengine.registry import init_default_scope
 
 from conftest import REPO, tiny_config
-from transfer_helpers import PATCH, PRETRAIN_SIZE, TINY_ARCH, \
-    no_epoch_sleep, pretrain_tiny_mae
+from transfer_helpers import PATCH, PRETRAIN_SIZE, TINY_ARCH, pretrain_tiny_mae
 
 from mlmask_mm.registry import MODELS
 from mlmask_mm.utils.backbone_converter import (convert_checkpoint,
@@ -87,12 +86,7 @@ def checkpoints(tmp_path_factory):
     the state dicts of CL-MAE (learned masker) and Self-Guided MAE."""
     init_default_scope('mlmask_mm')
     root = str(tmp_path_factory.mktemp('converter'))
-    mp = pytest.MonkeyPatch()
-    no_epoch_sleep(mp)
-    try:
-        mae = pretrain_tiny_mae(root)
-    finally:
-        mp.undo()
+    mae = pretrain_tiny_mae(root)
     torch.manual_seed(0)
     return dict(
         mae=mae,

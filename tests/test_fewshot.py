@@ -8,14 +8,14 @@ import glob
 import json
 import math
 import os.path as osp
-import types
 
 import numpy as np
 import pytest
 import torch
 from mmengine.runner import Runner, load_checkpoint
 
-from conftest import REPO, load_tool, make_image_folder, tiny_config
+from conftest import (REPO, epoch_sleep_off, load_tool, make_image_folder,
+                      tiny_config)
 from mlmask_mm.apis import prepare_config
 from mlmask_mm.evaluation import (FrozenFeatureExtractor, check_shots,
                                   mean_std, sample_few_shot, topk_accuracy,
@@ -35,17 +35,12 @@ fewshot = _load_tool()
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
     """(checkpoint, its config, dataset root) shared by the module."""
-    import mmengine.runner.loops as loops
     tmp = tmp_path_factory.mktemp('fewshot')
     images = make_image_folder(str(tmp / 'pretrain'))
     cfg = tiny_config(images, str(tmp / 'work'), max_iters=2)
     cfg.experiment_name = 'fewshot_ckpt'
-    sleep = loops.time
-    loops.time = types.SimpleNamespace(sleep=lambda s: None)
-    try:
+    with epoch_sleep_off():
         Runner.from_cfg(prepare_config(cfg)).train()
-    finally:
-        loops.time = sleep
     ckpt = str(tmp / 'work' / 'iter_2.pth')
     config = str(tmp / 'tiny_mae.py')
     cfg.dump(config)

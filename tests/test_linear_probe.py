@@ -1,14 +1,14 @@
 """configs/benchmarks: linear probe / fine-tune configs that load this
 package's pretraining checkpoints (the arch shrunk to a 2-block ViT)."""
 import os.path as osp
-import types
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from conftest import REPO, load_tool, make_image_folder, tiny_config
+from conftest import (REPO, epoch_sleep_off, load_tool, make_image_folder,
+                      tiny_config)
 from mlmask_mm.apis import check_pretrained_checkpoint, prepare_config
 from mlmask_mm.registry import MODELS
 
@@ -31,17 +31,12 @@ def _load(name):
 @pytest.fixture(scope='module')
 def pretrained(tmp_path_factory):
     """A MaskedMAE Runner checkpoint (2-block ViT, 16 px, patch 4)."""
-    import mmengine.runner.loops as loops
     tmp = tmp_path_factory.mktemp('probe')
     cfg = tiny_config(make_image_folder(str(tmp / 'images')),
                       str(tmp / 'pretrain'), max_iters=2)
     cfg.experiment_name = 'probe_pretrain'
-    sleep = loops.time
-    loops.time = types.SimpleNamespace(sleep=lambda s: None)
-    try:
+    with epoch_sleep_off():
         Runner.from_cfg(prepare_config(cfg)).train()
-    finally:
-        loops.time = sleep
     return str(tmp / 'pretrain' / 'iter_2.pth')
 
 
@@ -85,10 +80,7 @@ def _cifar_tree(root):
 
 
 def test_cifar10_linear_probe_trains_and_tests_from_a_checkpoint(
-        pretrained, tmp_path, monkeypatch):
-    import mmengine.runner.loops as loops
-    monkeypatch.setattr(loops, 'time',
-                        types.SimpleNamespace(sleep=lambda s: None))
+        pretrained, tmp_path):
     data = _cifar_tree(str(tmp_path / 'cifar10'))
     cfg = _tiny(Config.fromfile(LINEAR_CIFAR), pretrained)
     cfg.train_dataloader.dataset.data_root = data

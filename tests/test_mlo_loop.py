@@ -9,7 +9,6 @@ import os.path as osp
 import socket
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -90,12 +89,8 @@ def folders(tmp_path):
 
 @pytest.fixture(autouse=True)
 def fast_runner(monkeypatch):
-    """No 2 s sleep at epoch ends (mmengine's IterBasedTrainLoop), and the
-    config text (logged and saved in every checkpoint) without its ~1.5 s
-    yapf formatting."""
-    import mmengine.runner.loops as loops
-    monkeypatch.setattr(loops, 'time', types.SimpleNamespace(
-        sleep=lambda s: None))
+    """The config text (logged and saved in every checkpoint) without its
+    ~1.5 s yapf formatting (the epoch-end sleep is off: conftest)."""
     monkeypatch.setattr(Config, 'pretty_text',
                         property(lambda self: repr(self._cfg_dict)))
 

@@ -13,17 +13,14 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 import conftest
 from conftest import REPO, make_image_folder
-from transfer_helpers import (PATCH, SIZE, TINY_ARCH, make_ade_like,
-                              make_coco_like, no_epoch_sleep,
-                              pretrain_tiny_mae)
+from transfer_helpers import (PATCH, SIZE, TINY_ARCH, converted_backbone,
+                              make_ade_like, make_coco_like)
 
 from mlmask_mm.models.maskers.base import MaskContext
-from mlmask_mm.utils.backbone_converter import convert_checkpoint
 
 PROJECTS = osp.join(REPO, 'projects')
 MASKER_CONFIG = osp.join(PROJECTS, 'custom_masker', 'configs',
@@ -39,7 +36,6 @@ DET_CONFIG = osp.join(PROJECTS, 'mmdet_vitdet_lsj', 'configs',
 def repo_on_path(monkeypatch):
     """custom_imports of 'projects.*' resolve from the repository root."""
     monkeypatch.syspath_prepend(REPO)
-    no_epoch_sleep(monkeypatch)
 
 
 def replace_sizes(node, sizes):
@@ -120,17 +116,7 @@ def test_custom_masker_project_trains(tmp_path):
 # ------------------------------------------------------- seg / det projects
 @pytest.fixture(scope='module')
 def backbone_ckpt(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('projects'))
-    init_default_scope('mlmask_mm')
-    mp = pytest.MonkeyPatch()
-    no_epoch_sleep(mp)
-    try:
-        ckpt = pretrain_tiny_mae(root)
-    finally:
-        mp.undo()
-    dst = osp.join(root, 'backbone.pth')
-    convert_checkpoint(ckpt, dst)
-    return dst
+    return converted_backbone(str(tmp_path_factory.mktemp('projects')))
 
 
 def shrink_vit(cfg, checkpoint):

@@ -1,5 +1,4 @@
 """Self-Guided MAE's cached mode: crop/flip mapping, refresh hook, errors."""
-import types
 
 import mmcv
 import numpy as np
@@ -149,14 +148,6 @@ def test_cached_masker_exact_counts_with_hints_and_bad_samples():
 
 
 # ------------------------------------------------------------- the runner
-@pytest.fixture
-def no_epoch_sleep(monkeypatch):
-    """mmengine sleeps 2 s at every epoch end of IterBasedTrainLoop."""
-    import mmengine.runner.loops as loops
-    monkeypatch.setattr(loops, 'time', types.SimpleNamespace(
-        sleep=lambda s: None))
-
-
 def cached_config(image_folder, work_dir, max_iters=7, start=2, interval=2):
     from test_self_guided import sg_config
     cfg = sg_config(image_folder, work_dir, max_iters=max_iters, start=start)
@@ -173,7 +164,7 @@ def cached_config(image_folder, work_dir, max_iters=7, start=2, interval=2):
 
 
 def test_cached_mode_through_runner_refresh_interval_and_resume(
-        image_folder, tmp_path, monkeypatch, no_epoch_sleep):
+        image_folder, tmp_path, monkeypatch):
     from mmengine.runner import Runner
     from mlmask_mm.apis import prepare_config
     from mlmask_mm.engine.hooks import SelfGuidedCacheHook

@@ -20,15 +20,12 @@ import sys
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 from conftest import REPO
-from transfer_helpers import (PATCH, SIZE, TINY_ARCH, make_ade_like,
-                              make_coco_like, no_epoch_sleep,
-                              pretrain_tiny_mae)
+from transfer_helpers import (PATCH, SIZE, TINY_ARCH, converted_backbone,
+                              make_ade_like, make_coco_like)
 
-from mlmask_mm.utils.backbone_converter import convert_checkpoint
 
 SEG_CONFIG = osp.join(
     REPO, 'configs', 'transfer',
@@ -40,17 +37,7 @@ DET_CONFIG = osp.join(
 
 @pytest.fixture(scope='module')
 def backbone_ckpt(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('transfer'))
-    init_default_scope('mlmask_mm')
-    mp = pytest.MonkeyPatch()
-    no_epoch_sleep(mp)
-    try:
-        ckpt = pretrain_tiny_mae(root)
-    finally:
-        mp.undo()
-    dst = osp.join(root, 'backbone.pth')
-    convert_checkpoint(ckpt, dst, target='mmpretrain')
-    return dst
+    return converted_backbone(str(tmp_path_factory.mktemp('transfer')))
 
 
 def tiny_backbone(cfg, checkpoint, out_indices):
@@ -154,9 +141,7 @@ def seg_tiny_config(data, checkpoint):
     return cfg
 
 
-def test_upernet_ade20k_from_converted_checkpoint(backbone_ckpt, tmp_path,
-                                                  monkeypatch):
-    no_epoch_sleep(monkeypatch)
+def test_upernet_ade20k_from_converted_checkpoint(backbone_ckpt, tmp_path):
     cfg = seg_tiny_config(make_ade_like(str(tmp_path / 'ade')),
                           backbone_ckpt)
     runner, losses, metrics = run(cfg, str(tmp_path / 'seg'), 'mIoU', 'mmseg')
@@ -229,9 +214,7 @@ def det_tiny_config(data, checkpoint):
     return cfg
 
 
-def test_mask_rcnn_coco_from_converted_checkpoint(backbone_ckpt, tmp_path,
-                                                  monkeypatch):
-    no_epoch_sleep(monkeypatch)
+def test_mask_rcnn_coco_from_converted_checkpoint(backbone_ckpt, tmp_path):
     cfg = det_tiny_config(make_coco_like(str(tmp_path / 'coco')),
                           backbone_ckpt)
     runner, losses, metrics = run(cfg, str(tmp_path / 'det'),

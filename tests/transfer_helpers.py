@@ -2,13 +2,13 @@
 import json
 import os
 import os.path as osp
-import types
 
 import numpy as np
+from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from PIL import Image
 
-from conftest import make_image_folder, tiny_config
+from conftest import epoch_sleep_off, make_image_folder, tiny_config
 
 #: the tiny encoder every transfer test uses: 4 blocks, 32 dims, 16 px
 #: patches; pretrained on 32 px images (2x2 grid), transferred at 64 px (4x4
@@ -20,13 +20,6 @@ PRETRAIN_SIZE = 32
 SIZE = 64
 
 
-def no_epoch_sleep(monkeypatch) -> None:
-    """mmengine's loops sleep 2 s at every epoch end."""
-    import mmengine.runner.loops as loops
-    monkeypatch.setattr(loops, 'time', types.SimpleNamespace(
-        sleep=lambda s: None))
-
-
 def pretrain_tiny_mae(root: str, iters: int = 2) -> str:
     """Run MaskedMAE pretraining for ``iters`` iterations; its checkpoint."""
     images = make_image_folder(osp.join(root, 'images'), per_class=4)
@@ -36,9 +29,19 @@ def pretrain_tiny_mae(root: str, iters: int = 2) -> str:
     cfg.default_hooks.checkpoint = dict(
         type='CheckpointHook', interval=iters, by_epoch=False)
     cfg.experiment_name = 'transfer_pretrain'
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    init_default_scope('mlmask_mm')
+    with epoch_sleep_off():
+        Runner.from_cfg(cfg).train()
     return osp.join(root, 'pretrain', f'iter_{iters}.pth')
+
+
+def converted_backbone(root: str, target: str = 'mmpretrain') -> str:
+    """Pretrain (:func:`pretrain_tiny_mae`) and convert to a backbone-only
+    checkpoint in the ``target`` layout; its path."""
+    from mlmask_mm.utils.backbone_converter import convert_checkpoint
+    dst = osp.join(root, 'backbone.pth')
+    convert_checkpoint(pretrain_tiny_mae(root), dst, target=target)
+    return dst
 
 
 def make_ade_like(root: str, num_train: int = 4, num_val: int = 2,

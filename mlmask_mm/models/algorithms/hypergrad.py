@@ -188,6 +188,25 @@ def math_attention():
 # --------------------------------------------------------------------------
 # second-order products
 # --------------------------------------------------------------------------
+def central_difference(grad_at: Callable[[float], Params], v: Params,
+                       fd_radius: float, same_rng: bool) -> Optional[Params]:
+    """[g(+ε) − g(−ε)] / 2ε with ε = r/‖v‖, where ``grad_at(s)`` is the
+    gradient with the parameters moved by s·v; in strict fp32, with the same
+    RNG state at both ends.  ``None`` when v = 0 (the product is 0)."""
+    v_norm = norm(v)
+    if v_norm == 0:
+        return None
+    eps = fd_radius / v_norm.item()
+    rng = SameRNG() if same_rng else None
+    out = []
+    with torch.enable_grad(), strict_fp32():
+        for sign in (1.0, -1.0):
+            if rng is not None:
+                rng.restore()
+            out.append(grad_at(sign * eps))
+    return {k: (out[0][k] - out[1][k]) / (2 * eps) for k in out[0]}
+
+
 def level1_products(l1: Loss, theta1: Params, phi: Params, v: Params,
                     mode: str = 'exact', with_hessian: bool = False,
                     fd_radius: float = 1e-2, same_rng: bool = True):
@@ -213,27 +232,22 @@ def level1_products(l1: Loss, theta1: Params, phi: Params, v: Params,
             return grads(s, p), None
     if mode != 'finite_difference':
         raise ValueError(f'unknown hypergradient mode {mode!r}')
-    v_norm = norm(v)
-    if v_norm == 0:
+
+    def grad_at(step: float) -> Params:
+        t1 = {k: (x.detach() + step * v[k].detach().to(x.dtype)
+                  if k in v else x.detach()).requires_grad_(with_hessian)
+              for k, x in theta1.items()}
+        p = leaves(phi)
+        wrt = {**{('phi', k): x for k, x in p.items()}}
+        if with_hessian:
+            wrt.update({('t1', k): x for k, x in t1.items()})
+        return grads(l1(t1, p), wrt)
+
+    diff = central_difference(grad_at, v, fd_radius, same_rng)
+    if diff is None:
         zero = {k: torch.zeros_like(x) for k, x in phi.items()}
         return zero, ({k: torch.zeros_like(x) for k, x in theta1.items()}
                       if with_hessian else None)
-    eps = fd_radius / v_norm.item()
-    rng = SameRNG() if same_rng else None
-    out = []
-    with torch.enable_grad(), strict_fp32():
-        for sign in (1.0, -1.0):
-            if rng is not None:
-                rng.restore()
-            t1 = {k: (x.detach() + (sign * eps) * v[k].detach().to(x.dtype)
-                      if k in v else x.detach()).requires_grad_(with_hessian)
-                  for k, x in theta1.items()}
-            p = leaves(phi)
-            wrt = {**{('phi', k): x for k, x in p.items()}}
-            if with_hessian:
-                wrt.update({('t1', k): x for k, x in t1.items()})
-            out.append(grads(l1(t1, p), wrt))
-    diff = {k: (out[0][k] - out[1][k]) / (2 * eps) for k in out[0]}
     mixed = {k: diff[('phi', k)] for k in phi}
     hess = ({k: diff[('t1', k)] for k in theta1} if with_hessian else None)
     return mixed, hess
@@ -256,21 +270,17 @@ def head_product(l2: Loss, theta1: Params, theta2: Params, v2: Params,
             return grads(dot(u, v2), t1)
     if mode != 'finite_difference':
         raise ValueError(f'unknown head_term {mode!r}')
-    v_norm = norm(v2)
-    if v_norm == 0:
+
+    def grad_at(step: float) -> Params:
+        t2 = {k: x.detach() + step * v2[k].detach().to(x.dtype)
+              for k, x in theta2.items()}
+        t1 = leaves(theta1)
+        return grads(l2(t1, t2), t1)
+
+    diff = central_difference(grad_at, v2, fd_radius, same_rng)
+    if diff is None:
         return {k: torch.zeros_like(x) for k, x in theta1.items()}
-    eps = fd_radius / v_norm.item()
-    rng = SameRNG() if same_rng else None
-    out = []
-    with torch.enable_grad(), strict_fp32():
-        for sign in (1.0, -1.0):
-            if rng is not None:
-                rng.restore()
-            t2 = {k: x.detach() + (sign * eps) * v2[k].detach().to(x.dtype)
-                  for k, x in theta2.items()}
-            t1 = leaves(theta1)
-            out.append(grads(l2(t1, t2), t1))
-    return {k: (out[0][k] - out[1][k]) / (2 * eps) for k in out[0]}
+    return diff
 
 
 # --------------------------------------------------------------------------

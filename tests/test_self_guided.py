@@ -155,27 +155,28 @@ def test_exploitation_rates_of_a_hand_built_attention():
 
 
 def test_recorded_attention_reproduces_the_block_output():
-    """The recomputed weights are the ones SDPA applied."""
+    """The recorded weights are the ones SDPA applied."""
     from test_masked_mae import model_cfg
-    from mlmask_mm.engine.exploitation import record_decoder_attention
+    from mlmask_mm.models.algorithms.block_walk import walk_blocks
     model = MODELS.build(model_cfg())
     model.init_weights()
     model.eval()
-    attn = model.neck.decoder_blocks[0].attn
+    blocks = model.neck.decoder_blocks[:1]
+    attn = blocks[0].attn
     x = torch.randn(2, 17, 16)
-    with record_decoder_attention(model.neck) as rec:
-        attn(x)
-    w = rec[0]
+    w = walk_blocks(blocks, x, return_attention=True).attention[0]
     assert w.shape == (2, 17, 17)
     torch.testing.assert_close(w.sum(-1), torch.ones(2, 17))
     # with one head the average is the attention itself: A v, projected,
-    # must be the block's SDPA output
+    # must be the attention module's SDPA output
     attn.num_heads, attn.head_dims = 1, attn.embed_dims
-    with record_decoder_attention(model.neck) as rec:
-        out = attn(x)
-    v = attn.qkv(x)[..., 2 * attn.embed_dims:]
-    expected = attn.proj(rec[0] @ v)
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    walk = walk_blocks(blocks, x, return_attention=True, return_values=True)
+    h = blocks[0].ln1(x)
+    v = attn.qkv(h)[..., 2 * attn.embed_dims:]
+    torch.testing.assert_close(walk.values[0], walk.attention[0] @ v,
+                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(attn(h), attn.proj(walk.attention[0] @ v),
+                               rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------- start hook

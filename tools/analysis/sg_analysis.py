@@ -25,8 +25,7 @@ from mmengine.runner import load_checkpoint
 from PIL import Image
 
 from mlmask_mm.apis import prepare_config
-from mlmask_mm.engine.exploitation import measure_exploitation, \
-    record_attention
+from mlmask_mm.engine.exploitation import measure_exploitation
 from mlmask_mm.evaluation import (attention_distance, bipartition_gap,
                                   feature_variance, similarity_variance)
 from mlmask_mm.models.maskers import MaskContext, RandomMasker
@@ -88,14 +87,9 @@ def analyse(model, inputs, feature_layer=-2, seed=0):
     tokens = backbone.embed(inputs)
     sg = SelfGuidedMasker(mask_ratio=model.masker.mask_ratio,
                           feature_layer=feature_layer, hint_ratio=0.0)
-    with record_attention(backbone.layers) as enc_attn:
-        cls = (backbone.cls_token + backbone.pos_embed[:, :1]).expand(
-            tokens.shape[0], -1, -1)
-        x = torch.cat([cls, tokens], 1)
-        per_layer = []
-        for layer in backbone.layers:
-            x = layer(x)
-            per_layer.append(x[:, 1:])
+    walk = backbone.walk(tokens, return_blocks=True, return_attention=True)
+    enc_attn = walk.attention
+    per_layer = [x[:, 1:] for x in walk.blocks]
     feats = per_layer[feature_layer % len(per_layer)].float()
     y1, iters = fiedler_vector(affinity(feats), tol=1e-5, max_iters=500)
     side = y1 > y1.mean(-1, keepdim=True)

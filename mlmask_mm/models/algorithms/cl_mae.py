@@ -217,8 +217,7 @@ class CLMAE(MaskedMAE):
         """
         B, L = scores.shape
         every = torch.arange(L, device=scores.device).expand(B, L)
-        latent = self.backbone.encode_visible(tokens * scores.unsqueeze(-1),
-                                              every)
+        latent = self.backbone.walk(tokens * scores.unsqueeze(-1)).output
         return self.neck(latent, every)
 
     def per_patch_loss(self, pred: torch.Tensor,

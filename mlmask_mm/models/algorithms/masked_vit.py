@@ -5,6 +5,7 @@ import torch
 from mmpretrain.models.selfsup.mae import MAEViT
 
 from mlmask_mm.registry import MODELS
+from .block_walk import BlockWalk, walk_blocks
 from ..maskers.base import (check_mask_ratio, mask_from_ranking,
                             num_visible)
 
@@ -29,7 +30,9 @@ class MaskableViT(MAEViT):
 
     Same parameters and state-dict keys as ``MAEViT`` (checkpoints load both
     ways); ``forward(x, mask=None)`` still extracts features without masking.
-    Pre-training calls :meth:`embed` → masker → :meth:`encode_visible`.
+    Pre-training calls :meth:`embed` → masker → :meth:`encode_visible`;
+    :meth:`walk` is the one way to run the encoder over given tokens (all or
+    the kept ones) with per-block outputs, attention or attention values.
     """
 
     def __init__(self, img_size=224, patch_size=16, **kwargs) -> None:
@@ -48,20 +51,47 @@ class MaskableViT(MAEViT):
         x = self.patch_embed(images)[0]
         return x + self.pos_embed[:, 1:, :]
 
-    def encode_visible(self, tokens: torch.Tensor,
-                       ids_keep: torch.Tensor) -> torch.Tensor:
-        """Encode the kept tokens (B x K x D) after a class token.
+    def walk(self,
+             tokens: torch.Tensor,
+             ids_keep: Optional[torch.Tensor] = None,
+             upto: Optional[int] = None,
+             norm: Optional[bool] = None,
+             return_blocks: bool = False,
+             return_attention: bool = False,
+             return_values: bool = False) -> BlockWalk:
+        """Walk the encoder over ``tokens`` (B x L x D, from :meth:`embed`).
 
-        Returns the B x (K + 1) x D latent of MAE's encoder.
+        Args:
+            ids_keep: B x K indices of the tokens to keep (MAE's visible
+                set); ``None`` walks all L tokens.
+            upto: stop after this block (inclusive; negative counts from
+                the end); ``None`` runs every block.
+            norm: apply the final LayerNorm to ``output`` (default: only
+                when every block ran).
+            return_blocks / return_attention / return_values: see
+                :class:`~mlmask_mm.models.algorithms.block_walk.BlockWalk`.
+
+        Every tensor has the class token first: B x (K + 1) x D.
         """
         D = tokens.shape[-1]
-        x = torch.gather(
+        x = tokens if ids_keep is None else torch.gather(
             tokens, dim=1, index=ids_keep.unsqueeze(-1).expand(-1, -1, D))
         cls_token = self.cls_token + self.pos_embed[:, :1, :]
         x = torch.cat((cls_token.expand(x.shape[0], -1, -1), x), dim=1)
-        for layer in self.layers:
-            x = layer(x)
-        return self.norm1(x)
+        walk = walk_blocks(self.layers, x, upto, return_blocks,
+                           return_attention, return_values)
+        if norm is None:
+            norm = upto is None or upto % len(self.layers) == len(
+                self.layers) - 1
+        if norm:
+            walk.output = self.norm1(walk.output)
+        return walk
+
+    def encode_visible(self, tokens: torch.Tensor,
+                       ids_keep: Optional[torch.Tensor]) -> torch.Tensor:
+        """MAE's encoder latent B x (K + 1) x D of the kept tokens
+        (all tokens when ``ids_keep`` is ``None``)."""
+        return self.walk(tokens, ids_keep).output
 
     def forward(self, x: torch.Tensor, mask: Optional[bool] = True
                 ) -> Union[Tuple[torch.Tensor, ...], torch.Tensor]:

@@ -209,10 +209,7 @@ class MLOMAE(MaskedMAE):
     # ------------------------------------------------------------------
     def features(self, inputs: Tensor) -> Tensor:
         """Encoder features of the unmasked images, B x D ('gap' or 'cls')."""
-        tokens = self.backbone.embed(inputs)
-        B, L = tokens.shape[:2]
-        ids = torch.arange(L, device=tokens.device).expand(B, L)
-        latent = self.backbone.encode_visible(tokens, ids)
+        latent = self.backbone.walk(self.backbone.embed(inputs)).output
         return latent[:, 1:].mean(1) if self.feature == 'gap' else latent[:,
                                                                           0]
 

@@ -225,14 +225,9 @@ class SelfGuidedMasker(BaseMasker):
     @torch.no_grad()
     def token_features(self, model, tokens: torch.Tensor) -> torch.Tensor:
         """Step 1: block ``feature_layer`` output for all L patch tokens."""
-        backbone = model.backbone
-        cls = (backbone.cls_token + backbone.pos_embed[:, :1]).expand(
-            tokens.shape[0], -1, -1)
-        x = torch.cat([cls, tokens.detach()], dim=1)
-        last = self.feature_layer % len(backbone.layers)
-        for layer in backbone.layers[:last + 1]:
-            x = layer(x)
-        return x[:, 1:]
+        walk = model.backbone.walk(tokens.detach(), upto=self.feature_layer,
+                                   norm=False)
+        return walk.output[:, 1:]
 
     @torch.no_grad()
     def relevance(self, features: torch.Tensor) -> torch.Tensor:

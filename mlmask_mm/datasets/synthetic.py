@@ -56,11 +56,16 @@ def make_ade_like(root: str, num_train: int = 4, num_val: int = 2,
 
 
 def make_coco_like(root: str, num_train: int = 4, num_val: int = 2,
-                   size: int = 64, seed: int = 0) -> str:
+                   size: int = 64, seed: int = 0,
+                   names: Sequence[str] = ('a', 'b')) -> str:
     """COCO layout: {train,val}2017/*.jpg and annotations/instances_*.json,
-    two classes, one or two filled rectangles per image (polygon masks)."""
+    two classes, one or two filled rectangles per image (polygon masks).
+
+    ``names``: the two category names; mmdet's ``CocoDataset`` keeps only
+    images of the classes in its metainfo (COCO's 80 unless overridden).
+    """
     rng = np.random.default_rng(seed)
-    categories = [dict(id=1, name='a'), dict(id=2, name='b')]
+    categories = [dict(id=1, name=names[0]), dict(id=2, name=names[1])]
     os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
     for split, n in (('train2017', num_train), ('val2017', num_val)):
         os.makedirs(osp.join(root, split), exist_ok=True)

@@ -297,7 +297,8 @@ def main(argv=None) -> int:  # noqa: C901  (one step after another)
     if not tiny:
         make_ade_like(osp.join(data, 'ade', 'ADEChallengeData2016'),
                       size=512)
-        make_coco_like(osp.join(data, 'coco'), size=640)
+        make_coco_like(osp.join(data, 'coco'), size=640,
+                       names=('person', 'bicycle'))
     report.add('data', 'ok', time.time() - t, train_images=n * len(classes),
                image_size=size)
 

@@ -346,7 +346,9 @@ def main(argv=None) -> int:  # noqa: C901  (one step after another)
 
     # 6. benchmarks -------------------------------------------------------
     bench = osp.join(ROOT, BENCHMARK)
-    if not osp.exists(bench):
+    if skipped('benchmark'):
+        report.add('benchmark', 'skipped', reason='--skip')
+    elif not osp.exists(bench):
         report.add('benchmark', 'failed', reason=f'{BENCHMARK} is missing')
     elif tiny:
         configs = [osp.join(ROOT, METHODS[m]['demo']) for m in args.methods]

@@ -231,8 +231,8 @@ def activate_informed_masking(model: torch.nn.Module, batch: dict) -> int:
             tokens = model.backbone.embed(data['inputs'])
             for m in cached:
                 maps = m.relevance(m.token_features(model, tokens))
-                m.cache = RelevanceCache(len(maps),
-                                         tuple(model.backbone.patch_resolution))
+                grid = tuple(model.backbone.patch_resolution)
+                m.cache = RelevanceCache(len(maps), grid)
                 m.cache.store(torch.arange(len(maps)), maps.cpu().half())
         finally:
             model.train(was_training)

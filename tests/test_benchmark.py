@@ -205,6 +205,19 @@ def test_cli_ours_vs_mmpretrain(tmp_path, capsys):
                                                                       rel=1e-3)
 
 
+def test_cli_flops_only(tmp_path, capsys):
+    ours, theirs = tiny_configs(tmp_path)
+    out = load_tool('analysis_tools/benchmark').main([
+        theirs, ours, '--cfg-options-of', '2', 'model.neck.decoder_depth=2',
+        '--flops-only', '--batch-size', '2', '--device', 'cpu'])
+    capsys.readouterr()
+    a, b = out['variants']['mmpretrain_tiny'], out['variants']['ours_tiny']
+    assert 'ms_per_step' not in a and a['gflop_per_step'] > 0
+    # one more decoder block: more FLOPs, nothing timed
+    assert out['flop_ratios_vs_first']['ours_tiny'] > 1
+    assert b['gflop_per_step'] > a['gflop_per_step']
+
+
 def test_cli_bad_input(tmp_path):
     tool = load_tool('analysis_tools/benchmark')
     ours, theirs = tiny_configs(tmp_path)

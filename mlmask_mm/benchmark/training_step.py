@@ -30,7 +30,7 @@ import copy
 import inspect
 import math
 import os.path as osp
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.config import Config
@@ -494,7 +494,7 @@ def benchmark_configs(configs: Sequence[str],
                       device: str = 'auto',
                       seed: int = 0,
                       phases: Sequence[str] = (),
-                      flops: bool = False,
+                      flops: Union[bool, str] = False,
                       shared_init: bool = True) -> dict:
     """Time one training step of each config, interleaved, in one process.
 
@@ -502,7 +502,9 @@ def benchmark_configs(configs: Sequence[str],
         configs: config paths; the first is the reference of the ratios.
         cfg_options: merged into every config (``--cfg-options``).
         options_of: index (0-based) -> options merged into that config only.
-        flops: also count each step's FLOPs (after the timing).
+        flops: ``True``: also count each step's FLOPs (after the timing);
+            ``'only'``: count them and time nothing (one cycle per config,
+            each model freed before the next is built: ViT-B on a CPU).
         shared_init: start every variant from the first one's initial
             weights where names and shapes match (then e.g. this package's
             ``MaskedMAE`` and mmpretrain's ``MAE`` take the same first step).
@@ -537,6 +539,9 @@ def benchmark_configs(configs: Sequence[str],
             compile=compile, phases=phases,
             reference=reference if shared_init else {})
         settings[name] = dict(config=path, cfg_options=options)
+    if flops == 'only':
+        return _count_flops_only(variants, names, settings, seed,
+                                 shared_init, dev)
     memory = PeakMemory(dev)
     load_before = environment(dev)['loadavg']
     raw = time_interleaved(variants, dev, iters, warmup, memory)
@@ -565,3 +570,24 @@ def benchmark_configs(configs: Sequence[str],
             n: results[n]['gflop_per_step'] / f0 for n in names}
     out['table'] = ratio_table(names, results)
     return out
+
+
+def _count_flops_only(variants, names, settings, seed, shared_init, dev):
+    results = {}
+    for name in names:
+        v = variants[name]
+        v.build()
+        gflop = v.count_flops() / 1e9
+        results[name] = dict(gflop_per_step=gflop, **v.info(),
+                             **settings[name])
+        v.model = v.optim_wrapper = None  # free it before the next one
+    f0 = results[names[0]]['gflop_per_step']
+    ratios = {n: results[n]['gflop_per_step'] / f0 for n in names}
+    width = max(len(n) for n in names)
+    table = [f'{"variant":<{width}}  {"GFLOP/step":>10}  {"x first":>7}']
+    table += [f'{n:<{width}}  {results[n]["gflop_per_step"]:10.2f}  '
+              f'{ratios[n]:7.3f}' for n in names]
+    return dict(settings=dict(flops_only=True, seed=seed,
+                              shared_init=shared_init),
+                environment=environment(dev), variants=results,
+                flop_ratios_vs_first=ratios, table=table)

@@ -64,7 +64,10 @@ def parse_args(argv=None):
                    'e.g. mae_step masker_step (CL-MAE) or level1_step '
                    'level2_step level3_step (MLO-MAE)')
     p.add_argument('--flops', action='store_true',
-                   help='also count the FLOPs of one step (after timing)')
+                   help='also count the FLOPs of one step (after timing; '
+                   'torch.utils.flop_counter, independent of the load)')
+    p.add_argument('--flops-only', action='store_true',
+                   help='count the FLOPs of one step, time nothing')
     p.add_argument('--no-shared-init', action='store_true',
                    help="do not start every model from the first one's "
                    'initial weights (where names and shapes match)')
@@ -100,7 +103,8 @@ def main(argv=None) -> dict:
         options_of=args.options_of, batch_size=args.batch_size,
         iters=args.iters, warmup=args.warmup, amp=args.amp,
         compile=args.compile, device=args.device, seed=args.seed,
-        phases=args.phases, flops=args.flops,
+        phases=args.phases,
+        flops='only' if args.flops_only else args.flops,
         shared_init=not args.no_shared_init)
     print('\n'.join(out['table']))
     print(write_json(out, args.out))

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny generated image folders and tiny MAE configs."""
 import contextlib
+import glob
 import importlib.util
 import os
 import os.path as osp
@@ -19,9 +20,18 @@ DEMO_CONFIG = osp.join(REPO, 'configs', 'mae', 'mae_vit-tiny-p4_demo.py')
 
 
 def load_tool(name: str):
-    """A script under tools/ as a module: ``load_tool('benchmark')``,
-    ``load_tool('dataset_converters/cifar10_split')``."""
+    """A script under tools/ as a module, by its path below tools/
+    (``load_tool('analysis_tools/benchmark')``) or, when that is unique, by
+    its name alone (``load_tool('fewshot')``)."""
     path = osp.join(REPO, 'tools', *name.split('/')) + '.py'
+    if not osp.isfile(path) and '/' not in name:
+        found = glob.glob(osp.join(REPO, 'tools', '**', name + '.py'),
+                          recursive=True)
+        if len(found) != 1:
+            raise FileNotFoundError(
+                f'load_tool: {len(found)} scripts named {name}.py under '
+                f'tools/: {found}')
+        path = found[0]
     spec = importlib.util.spec_from_file_location(
         'mlmask_tool_' + name.replace('/', '_'), path)
     module = importlib.util.module_from_spec(spec)

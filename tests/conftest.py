@@ -108,7 +108,7 @@ def _torch_threads():
     yield
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def build_runner():
     """``build_runner(cfg, name)``: a Runner from a config, as
     ``tools/train.py`` builds it (``prepare_config``), under a distinct

@@ -2,7 +2,7 @@
 
 Times :meth:`CLMAE.train_step` as training runs it (data preprocessor, the
 MAE step, every n iterations the masking-module step, both through the
-``OptimWrapperDict`` of :class:`CLMAEOptimWrapperConstructor`) against a
+``OptimWrapperDict`` of :class:`PartsOptimWrapperConstructor`) against a
 plain ``MaskedMAE`` (random masks) through mmengine's ``train_step`` with one
 ``OptimWrapper``, in the same process: the same architecture, batch, AdamW
 settings and MAE weights (the masking module is initialised from the same
@@ -140,7 +140,7 @@ def build_optim_wrapper(model, args):
     plain MAE: one ``OptimWrapper`` through mmengine's default one."""
     from mlmask_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
     if hasattr(model, 'masker_step'):
-        ctor = dict(type='CLMAEOptimWrapperConstructor',
+        ctor = dict(type='PartsOptimWrapperConstructor',
                     optim_wrapper_cfg=dict(mae=optim_cfg(args),
                                            masker=optim_cfg(args)))
     else:

@@ -26,30 +26,26 @@ package:
 
 The two steps have their own optimizers, ``optim_wrapper['mae']`` and
 ``optim_wrapper['masker']`` (an ``OptimWrapperDict``, built by
-:class:`CLMAEOptimWrapperConstructor`), and neither touches the other's
+:class:`~mlmask_mm.engine.parts.PartsOptimWrapperConstructor` from the parts
+``CLMAE`` declares), and neither touches the other's
 parameters, gradients or optimizer state.
 """
-import copy
 import logging
 from contextlib import contextmanager
 from typing import Dict, Iterable, List, Optional, Union
 
 import torch
-from mmengine.dist import all_reduce_params, broadcast, get_world_size
 from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper, OptimWrapperDict
-from mmengine.registry import MODEL_WRAPPERS as ENGINE_MODEL_WRAPPERS
 from mmpretrain.structures import DataSample
 from torch import nn
 
-from mlmask_mm.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
-from mlmask_mm.utils.part_optim_wrappers import build_part_optim_wrappers
+from mlmask_mm.registry import MODELS
+from mlmask_mm.utils.dist import average_over_ranks
 from ..losses.cl_mae_losses import (masking_module_loss,
                                     soft_reconstruction_loss)
 from ..maskers.base import BaseMasker, MaskResult
 from .masked_mae import MaskedMAE
-
-OPTIM_KEYS = ('mae', 'masker')
 
 
 @MODELS.register_module()
@@ -76,6 +72,10 @@ class CLMAE(MaskedMAE):
         curriculum: initial c (the hook overwrites it each iteration).
         **kwargs: the rest of :class:`MaskedMAE`'s arguments.
     """
+
+    # two optimizers (PartsOptimWrapperConstructor): the module's, the MAE's
+    optim_parts = dict(masker=('masker', ))
+    default_optim_part = 'mae'
 
     def __init__(self,
                  backbone: dict,
@@ -244,10 +244,10 @@ class CLMAE(MaskedMAE):
         """``(optim_wrapper['mae'], optim_wrapper['masker'])``, checked once:
         the two optimizers hold the MAE's and the module's parameters."""
         if not isinstance(optim_wrapper, OptimWrapperDict) or \
-                set(optim_wrapper.keys()) != set(OPTIM_KEYS):
+                set(optim_wrapper.keys()) != {'mae', 'masker'}:
             raise TypeError(
                 "CLMAE trains with two optimizers: set optim_wrapper = "
-                "dict(constructor='CLMAEOptimWrapperConstructor', mae=dict("
+                "dict(constructor='PartsOptimWrapperConstructor', mae=dict("
                 "...), masker=dict(...)), got "
                 f'{type(optim_wrapper).__name__}')
         if getattr(self, '_checked_optim', None) is not optim_wrapper:
@@ -266,13 +266,10 @@ class CLMAE(MaskedMAE):
     def _update(optim_wrapper: OptimWrapper, loss: torch.Tensor,
                 params: Iterable[nn.Parameter]) -> None:
         """``optim_wrapper.update_params(loss)`` with the gradients averaged
-        over the processes in distributed runs (see CLMAEDataParallel)."""
+        over the processes in distributed runs (``PartsDataParallel``)."""
         optim_wrapper.backward(optim_wrapper.scale_loss(loss))
         if optim_wrapper.should_update():
-            if get_world_size() > 1:
-                all_reduce_params(
-                    [p.grad for p in params if p.grad is not None],
-                    op='mean')
+            average_over_ranks(p.grad for p in params)
             optim_wrapper.step()
             optim_wrapper.zero_grad()
 
@@ -282,7 +279,7 @@ class CLMAE(MaskedMAE):
                 'CLMAE trains through its own train_step (two optimizer '
                 'steps per iteration); a model wrapper called '
                 "forward(mode='loss') instead. In distributed runs set "
-                "model_wrapper_cfg=dict(type='CLMAEDataParallel').")
+                "model_wrapper_cfg=dict(type='PartsDataParallel').")
         return super().forward(inputs, data_samples, mode=mode)
 
 
@@ -319,74 +316,3 @@ def mask_statistics(result: MaskResult) -> Dict[str, torch.Tensor]:
     stats['mask_batch_std'] = s.std(dim=0).mean() if s.shape[0] > 1 \
         else s.new_zeros(())
     return stats
-
-
-# ----------------------------------------------------------------------
-# training plumbing: two optimizers, distributed data parallel
-# ----------------------------------------------------------------------
-@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
-class CLMAEOptimWrapperConstructor:
-    """Build ``OptimWrapperDict(mae=..., masker=...)`` for :class:`CLMAE`.
-
-    ``optim_wrapper = dict(constructor='CLMAEOptimWrapperConstructor',
-    mae=dict(type='AmpOptimWrapper', optimizer=..., paramwise_cfg=...),
-    masker=dict(...))``: each entry is an ordinary single-optimizer config
-    (built by ``DefaultOptimWrapperConstructor``, or by its own
-    ``constructor``); ``mae`` gets every parameter outside ``model.masker``
-    (parameter names unchanged, so ``paramwise_cfg`` keys match as usual),
-    ``masker`` the masking module's.
-    """
-
-    def __init__(self, optim_wrapper_cfg: dict,
-                 paramwise_cfg: Optional[dict] = None) -> None:
-        if paramwise_cfg:
-            raise ValueError('CLMAEOptimWrapperConstructor: put paramwise_cfg '
-                             'inside optim_wrapper.mae / optim_wrapper.masker')
-        if set(optim_wrapper_cfg) != set(OPTIM_KEYS):
-            raise ValueError(
-                f'optim_wrapper needs exactly the keys {OPTIM_KEYS} (one '
-                f'optimizer per step), got {sorted(optim_wrapper_cfg)}')
-        self.cfgs = copy.deepcopy(dict(optim_wrapper_cfg))
-
-    def __call__(self, model: nn.Module) -> OptimWrapperDict:
-        if hasattr(model, 'module'):
-            model = model.module
-        parts = dict(mae=nn.Module(), masker=nn.Module())
-        for name, child in model.named_children():
-            parts['masker' if name == 'masker' else 'mae'].add_module(
-                name, child)
-        return build_part_optim_wrappers(self.cfgs, parts)
-
-
-# in mmengine's root registry: Runner.wrap_model looks the wrapper type up
-# there, and the root only searches its direct children (mmpretrain), not
-# this package's registry below them
-@ENGINE_MODEL_WRAPPERS.register_module()
-class CLMAEDataParallel(nn.Module):
-    """Distributed wrapper of :class:`CLMAE` (``model_wrapper_cfg``).
-
-    ``MMDistributedDataParallel`` trains through ``forward(mode='loss')``
-    and one optimizer; CL-MAE needs its own ``train_step`` with two.  This
-    wrapper starts every process from rank 0's weights and buffers and hands
-    ``train_step`` to the model, whose updates average the gradients over the
-    processes before each optimizer step.  DDP's arguments (``device_ids``,
-    ``broadcast_buffers``, ...) are accepted and ignored.
-    """
-
-    def __init__(self, module: nn.Module, **ddp_kwargs) -> None:
-        super().__init__()
-        self.module = module
-        for tensor in list(module.parameters()) + list(module.buffers()):
-            broadcast(tensor.data, src=0)
-
-    def train_step(self, data, optim_wrapper):
-        return self.module.train_step(data, optim_wrapper)
-
-    def val_step(self, data):
-        return self.module.val_step(data)
-
-    def test_step(self, data):
-        return self.module.test_step(data)
-
-    def forward(self, *args, **kwargs):
-        return self.module(*args, **kwargs)

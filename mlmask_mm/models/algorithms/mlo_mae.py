@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
-from mmengine.dist import all_reduce_params, get_world_size
 from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from mlmask_mm.registry import MODELS
+from mlmask_mm.utils.dist import average_over_ranks
 from ..losses.mlo_mae_losses import (per_patch_reconstruction_loss,
                                      probability_weighted_loss)
 from ..maskers.base import MaskResult
@@ -74,13 +74,6 @@ class _Call(nn.Module):
         return self.fn(*args)
 
 
-def _sync(tensors: List[Tensor]) -> None:
-    """In-place mean over processes (DDP): autograd.grad results and
-    backward() on the unwrapped module are never synced by DDP itself."""
-    if tensors and get_world_size() > 1:
-        all_reduce_params(tensors, op='mean')
-
-
 @contextlib.contextmanager
 def _eval_mode(module: nn.Module):
     """Dropout / drop-path off; restores every submodule's flag."""
@@ -110,6 +103,23 @@ class MLOMAE(MaskedMAE):
         amp: None (fp32) or 'bf16' (autocast for everything but the
             finite differences, which always run in strict fp32).
     """
+
+    # three optimizers (PartsOptimWrapperConstructor): θ2, φ and θ1 (the rest)
+    optim_parts = dict(head=('downstream_head', ), masker=('masker', ))
+    default_optim_part = 'mae'
+
+    @classmethod
+    def check_optim_part(cls, part: str, cfg: dict) -> None:
+        """Refuse ``AmpOptimWrapper``: its loss scaling would unscale the
+        masking network's hypergradient, which no scaled loss produced.
+        Mixed precision is ``model.amp='bf16'`` (autocast inside
+        :meth:`outer_step`, finite differences in fp32)."""
+        wrapper = cfg.get('type', 'OptimWrapper')
+        if 'Amp' in str(wrapper):
+            raise ValueError(
+                f'optim_wrapper.{part}: type={wrapper!r} is not supported '
+                "by MLO-MAE; use model.amp='bf16' for mixed precision "
+                '(AmpOptimWrapper would unscale the hypergradient)')
 
     def __init__(self,
                  backbone: dict,
@@ -314,7 +324,7 @@ class MLOMAE(MaskedMAE):
             loss = self.weighted_reconstruction_loss(
                 inputs, result, result.scores.detach(), tokens)
         optim_wrapper.backward(loss)
-        _sync([p.grad for p in params.values() if p.grad is not None])
+        average_over_ranks(p.grad for p in params.values())
         optim_wrapper.step()
         optim_wrapper.zero_grad()
         rec = None
@@ -334,7 +344,7 @@ class MLOMAE(MaskedMAE):
                                              data_samples)['loss']
         params = self.part_params('head')
         optim_wrapper.backward(loss)
-        _sync([p.grad for p in params.values() if p.grad is not None])
+        average_over_ranks(p.grad for p in params.values())
         optim_wrapper.step()
         optim_wrapper.zero_grad()
         return loss.detach()
@@ -371,7 +381,7 @@ class MLOMAE(MaskedMAE):
                 {n: p.detach() for n, p in self.part_params('head').items()},
                 phi, xi1, xi2, mode=h['mode'], unroll=h['unroll'],
                 fd_radius=h['fd_radius'], head_term=h['head_term'],
-                reduce=_sync)
+                reduce=average_over_ranks)
         for n, p in self.part_params('masker').items():
             p.grad = res.grad[n].to(p.dtype)
         optim_wrapper['masker'].step()

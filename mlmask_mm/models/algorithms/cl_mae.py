@@ -30,12 +30,10 @@ The two steps have their own optimizers, ``optim_wrapper['mae']`` and
 ``CLMAE`` declares), and neither touches the other's
 parameters, gradients or optimizer state.
 """
-import logging
 from contextlib import contextmanager
 from typing import Dict, Iterable, List, Optional, Union
 
 import torch
-from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmpretrain.structures import DataSample
 from torch import nn
@@ -91,8 +89,8 @@ class CLMAE(MaskedMAE):
                  div_kappa: float = 0.1,
                  curriculum: float = 1.0,
                  **kwargs) -> None:
-        super().__init__(backbone=backbone, neck=neck, head=head, **kwargs)
-        self.masker = self._build_masking_module(masker)
+        super().__init__(backbone=backbone, neck=neck, head=head,
+                         masker=masker, **kwargs)
         if int(masker_update_interval) < 1:
             raise ValueError('masker_update_interval must be an integer '
                              f'>= 1, got {masker_update_interval!r}')
@@ -110,34 +108,21 @@ class CLMAE(MaskedMAE):
                              torch.tensor(float(curriculum)))
         self.register_buffer('train_iter', torch.tensor(0, dtype=torch.long))
 
-    def _build_masking_module(self, masker) -> BaseMasker:
-        """The masking module, with the backbone's width/heads/ratio filled in.
+    # the masking module (MaskedMAE.build_masker): published, 5 blocks at
+    # the encoder's width and heads
+    default_masker = dict(type='CurriculumMasker')
 
-        (``MaskedMAE.__init__`` has set a random masker with the backbone's
-        ratio meanwhile; it is replaced here.)
-        """
-        if not isinstance(masker, BaseMasker):
-            dims = self.backbone.embed_dims
-            cfg = dict(
-                type='CurriculumMasker',
-                in_channels=dims,
-                embed_dims=dims,
-                num_heads=self.backbone.arch_settings['num_heads'],
-                mask_ratio=self.backbone.mask_ratio)
-            cfg.update(masker or {})
-            masker = MODELS.build(cfg)
+    def masker_defaults(self) -> dict:
+        dims = self.backbone.embed_dims
+        return dict(super().masker_defaults(), in_channels=dims,
+                    embed_dims=dims,
+                    num_heads=self.backbone.arch_settings['num_heads'])
+
+    def check_masker(self, masker: nn.Module) -> None:
         if next(masker.parameters(), None) is None:
             raise TypeError(
                 'CLMAE needs a learnable masker that returns scores (such '
                 f'as CurriculumMasker), got {type(masker).__name__}')
-        if self.backbone.mask_ratio != masker.mask_ratio:
-            print_log(
-                f'model.backbone.mask_ratio={self.backbone.mask_ratio} is '
-                'replaced by the masking module\'s mask_ratio='
-                f'{masker.mask_ratio}', logger='current',
-                level=logging.WARNING)
-            self.backbone.mask_ratio = masker.mask_ratio
-        return masker
 
     # ------------------------------------------------------------------
     # the training iteration (§3): MAE step, then masking-module step

@@ -22,7 +22,6 @@ unmasked image.  What drives the loop (dataloaders, schedulers, masker update
 every n iterations) is ``MLOTrainLoop`` in :mod:`mlmask_mm.engine.loops`.
 """
 import contextlib
-import copy
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -93,8 +92,8 @@ class MLOMAE(MaskedMAE):
     Args:
         backbone, neck, head: as :class:`MaskedMAE` (``MaskableViT``,
             ``MAEPretrainDecoder``, ``MAEPretrainHead``).
-        masker: a :class:`ProbabilityMasker` config; ``num_patches`` and
-            ``embed_dims`` default to the backbone's.
+        masker: a :class:`ProbabilityMasker` config; ``num_patches``,
+            ``embed_dims`` and ``mask_ratio`` default to the backbone's.
         downstream_head: the level-2/3 head, e.g. ``dict(type=
             'LinearClsHead', num_classes=10, in_channels=192)``.
         feature: 'gap' (mean of the patch tokens) or 'cls' (class token) of
@@ -103,6 +102,21 @@ class MLOMAE(MaskedMAE):
         amp: None (fp32) or 'bf16' (autocast for everything but the
             finite differences, which always run in strict fp32).
     """
+
+    # the masking network (MaskedMAE.build_masker): named by the config
+    default_masker = None
+
+    def masker_defaults(self) -> dict:
+        return dict(super().masker_defaults(),
+                    embed_dims=self.backbone.embed_dims,
+                    num_patches=self.backbone.num_patches)
+
+    def check_masker(self, masker: nn.Module) -> None:
+        if not isinstance(masker, ProbabilityMasker):
+            raise TypeError(
+                'MLOMAE needs a masking network that outputs probabilities '
+                '(a ProbabilityMasker such as MLOMLPMasker / MLOTokenMasker)'
+                f', got model.masker.type={type(masker).__name__!r}')
 
     # three optimizers (PartsOptimWrapperConstructor): θ2, φ and θ1 (the rest)
     optim_parts = dict(head=('downstream_head', ), masker=('masker', ))
@@ -131,7 +145,7 @@ class MLOMAE(MaskedMAE):
                  hypergrad: Optional[dict] = None,
                  amp: Optional[str] = None,
                  **kwargs) -> None:
-        if not isinstance(masker, dict):
+        if masker is None:
             raise ValueError(
                 'MLOMAE needs model.masker, a masking-network config such '
                 "as dict(type='MLOTokenMasker') or dict(type='MLOMLPMasker')"
@@ -147,25 +161,10 @@ class MLOMAE(MaskedMAE):
         if amp not in (None, 'bf16'):
             raise ValueError(f"MLOMAE amp must be None or 'bf16', got "
                              f'{amp!r}')
-        ratio = masker.get('mask_ratio', 0.75)
-        super().__init__(
-            backbone=backbone, neck=neck, head=head,
-            masker=dict(type='RandomMasker', mask_ratio=ratio), **kwargs)
-        masker = copy.deepcopy(masker)
-        masker.setdefault('mask_ratio', ratio)
-        kind = str(masker.get('type', '')).split('.')[-1]
-        if kind in ('MLOMLPMasker', 'MLOTokenMasker'):
-            masker.setdefault('embed_dims', self.backbone.embed_dims)
-        if kind == 'MLOMLPMasker':
-            masker.setdefault('num_patches', self.backbone.num_patches)
+        super().__init__(backbone=backbone, neck=neck, head=head,
+                         masker=masker, **kwargs)
         with DefaultScope.overwrite_default_scope('mlmask_mm'):
-            self.masker = MODELS.build(masker)
             self.downstream_head = MODELS.build(downstream_head)
-        if not isinstance(self.masker, ProbabilityMasker):
-            raise TypeError(
-                'MLOMAE needs a masking network that outputs probabilities '
-                '(a ProbabilityMasker such as MLOMLPMasker / MLOTokenMasker)'
-                f', got model.masker.type={masker.get("type")!r}')
         self.feature = feature
         self.amp = amp
         unknown = set(hypergrad or {}) - set(HYPERGRAD_DEFAULTS)

@@ -15,7 +15,7 @@ from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner import Runner, load_checkpoint
 
 from conftest import DEMO_CONFIG, load_tool, make_image_folder, tiny_config
-from mlmask_mm.apis import prepare_config
+from mlmask_mm.engine.config_checks import prepare_config
 from mlmask_mm.registry import MODELS
 
 

@@ -20,7 +20,7 @@ from mmpretrain.structures import DataSample
 from PIL import Image
 
 from conftest import REPO, load_tool, make_image_folder, tiny_config
-from mlmask_mm.apis import check_config, prepare_config
+from mlmask_mm.engine.config_checks import check_config, prepare_config
 from mlmask_mm.engine.hooks.curriculum_hook import (CurriculumHook,
                                                     curriculum_value)
 from mlmask_mm.models.algorithms.cl_mae import frozen

@@ -16,7 +16,7 @@ from mmengine.runner import Runner, load_checkpoint
 
 from conftest import (REPO, epoch_sleep_off, load_tool, make_image_folder,
                       tiny_config)
-from mlmask_mm.apis import prepare_config
+from mlmask_mm.engine.config_checks import prepare_config
 from mlmask_mm.evaluation import (FrozenFeatureExtractor, check_shots,
                                   mean_std, sample_few_shot, topk_accuracy,
                                   train_linear_classifier)

@@ -18,7 +18,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from conftest import REPO, make_image_folder
-from mlmask_mm.apis import prepare_config
+from mlmask_mm.engine.config_checks import prepare_config
 from mlmask_mm.datasets import LabelledSplit, stratified_split
 from mlmask_mm.engine.loops.mlo_loop import CyclingIterator
 

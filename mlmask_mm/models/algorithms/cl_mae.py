@@ -118,6 +118,19 @@ class CLMAE(MaskedMAE):
                     embed_dims=dims,
                     num_heads=self.backbone.arch_settings['num_heads'])
 
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Before anything is built (``engine.config_checks``): the module
+        step's ``masker_batch_size`` fits in a batch."""
+        k = (cfg.get('model') or {}).get('masker_batch_size')
+        batch = (cfg.get('train_dataloader') or {}).get('batch_size')
+        if k is not None and batch is not None and int(k) > int(batch):
+            raise ValueError(
+                f'model.masker_batch_size={k} is larger than '
+                f'train_dataloader.batch_size={batch} (images per process): '
+                'the module step would use the whole batch; set it to at '
+                'most the batch size')
+
     def check_masker(self, masker: nn.Module) -> None:
         if next(masker.parameters(), None) is None:
             raise TypeError(

@@ -114,7 +114,7 @@ def build_runner():
     ``tools/train.py`` builds it (``prepare_config``), under a distinct
     experiment name (mmengine keeps loggers and visualizers by name, and two
     runners started within the same second would otherwise share them)."""
-    from mlmask_mm.apis import prepare_config
+    from mlmask_mm.engine.config_checks import prepare_config
     from mmengine.runner import Runner
 
     def build(cfg: Config, name: str):

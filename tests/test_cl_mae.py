@@ -19,7 +19,7 @@ from mmpretrain.structures import DataSample
 from PIL import Image
 
 from conftest import REPO, load_tool, make_image_folder, tiny_config
-from mlmask_mm.apis import check_config
+from mlmask_mm.engine.config_checks import check_config
 from mlmask_mm.engine.hooks.curriculum_hook import (CurriculumHook,
                                                     curriculum_value)
 from mlmask_mm.models.algorithms.cl_mae import frozen
@@ -70,7 +70,7 @@ def build_model(seed: int = 0, masker_lr=None, **overrides):
     if masker_lr is not None:
         optim['masker'].optimizer.lr = masker_lr
     optim_wrapper = OPTIM_WRAPPER_CONSTRUCTORS.build(
-        dict(type='CLMAEOptimWrapperConstructor',
+        dict(type='PartsOptimWrapperConstructor',
              optim_wrapper_cfg=optim))(model)
     return model, optim_wrapper
 
@@ -478,13 +478,13 @@ def test_kill_and_resume_restores_curriculum_and_both_optimizers(
 # ------------------------------------------------------------ distributed
 def _dist_worker(rank: int, world_size: int, init_file: str, out: str):
     import torch.distributed as dist
-    from mlmask_mm.models.algorithms.cl_mae import CLMAEDataParallel
+    from mlmask_mm.engine.parts import PartsDataParallel
     torch.set_num_threads(1)
     dist.init_process_group('gloo', init_method=f'file://{init_file}',
                             rank=rank, world_size=world_size)
     try:
         model, optim = build_model(seed=rank)  # different weights per rank
-        wrapped = CLMAEDataParallel(model, device_ids=None,
+        wrapped = PartsDataParallel(model, device_ids=None,
                                     broadcast_buffers=False)
         flat = lambda: torch.cat([  # noqa: E731
             p.detach().flatten() for p in model.parameters()])
@@ -665,15 +665,16 @@ def test_cifar10_split_tool(tmp_path):
 
 def test_errors_name_the_fix():
     model, optim = build_model()
-    with pytest.raises(TypeError, match='CLMAEOptimWrapperConstructor'):
+    with pytest.raises(TypeError, match='PartsOptimWrapperConstructor'):
         model.train_step(batch(), optim['mae'])
     model.train()
-    with pytest.raises(RuntimeError, match='CLMAEDataParallel'):
+    with pytest.raises(RuntimeError, match='PartsDataParallel'):
         model(torch.zeros(1, 3, 16, 16), None, mode='loss')
     with pytest.raises(ValueError, match='exactly the keys'):
         OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
-            type='CLMAEOptimWrapperConstructor',
-            optim_wrapper_cfg=dict(mae=dict(optimizer=dict(type='SGD')))))
+            type='PartsOptimWrapperConstructor',
+            optim_wrapper_cfg=dict(mae=dict(optimizer=dict(type='SGD')))))(
+                model)
     with pytest.raises(ValueError, match='masker_update_interval'):
         build_model(masker_update_interval=0)
     with pytest.raises(TypeError, match='learnable masker'):

@@ -7,7 +7,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
-from mlmask_mm.apis import prepare_config
+from mlmask_mm.engine.config_checks import prepare_config
 from mlmask_mm.datasets.synthetic import make_image_folder
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -52,7 +52,7 @@ _adamw = dict(
             'masker.token': dict(decay_mult=0.),
         }))
 optim_wrapper = dict(
-    constructor='CLMAEOptimWrapperConstructor', mae=_adamw, masker=_adamw)
+    constructor='PartsOptimWrapperConstructor', mae=_adamw, masker=_adamw)
 
 max_epochs = 200
 warmup_epochs = 20
@@ -77,4 +77,4 @@ custom_hooks = [
     dict(type='MaskVisualizationHook', num_images=8, interval=10000),
 ]
 # distributed runs: CL-MAE's own train_step averages the gradients
-model_wrapper_cfg = dict(type='CLMAEDataParallel')
+model_wrapper_cfg = dict(type='PartsDataParallel')

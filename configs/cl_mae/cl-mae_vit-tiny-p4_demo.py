@@ -49,7 +49,7 @@ _adamw = dict(
 # no gradient) within ~50 iterations and the masks stop changing
 optim_wrapper = dict(
     _delete_=True,
-    constructor='CLMAEOptimWrapperConstructor',
+    constructor='PartsOptimWrapperConstructor',
     mae=_adamw,
     masker=dict(_adamw, optimizer=dict(_adamw['optimizer'], lr=1.5e-4)))
 _schedule = [
@@ -72,4 +72,4 @@ custom_hooks = [
 ]
 # distributed runs (tools/dist_train.sh): CL-MAE's own train_step averages
 # the gradients (MMDistributedDataParallel would skip the module step)
-model_wrapper_cfg = dict(type='CLMAEDataParallel')
+model_wrapper_cfg = dict(type='PartsDataParallel')

@@ -24,7 +24,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from PIL import Image
 
-from mlmask_mm.apis import prepare_config
+from mlmask_mm.engine.config_checks import prepare_config
 from mlmask_mm.engine.exploitation import measure_exploitation
 from mlmask_mm.evaluation import (attention_distance, bipartition_gap,
                                   feature_variance, similarity_variance)

@@ -15,7 +15,7 @@ from mmengine.dataset import default_collate
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
-from mlmask_mm.apis import prepare_config
+from mlmask_mm.engine.config_checks import prepare_config
 from mlmask_mm.registry import DATASETS, MODELS
 from mlmask_mm.visualization import render_mask_grid, save_png
 

@@ -579,7 +579,9 @@ class Study:
             return None
         os.makedirs(osp.dirname(log), exist_ok=True)
         print(f'[study] {shlex.join(cmd)}', flush=True)
-        return run_command(cmd, log, self.args.in_process)
+        seconds = run_command(cmd, log, self.args.in_process)
+        print(f'[study] done in {seconds:.1f} s', flush=True)
+        return seconds
 
     def pretrain(self, run: Dict) -> None:
         cmd = python_command('train', [

@@ -248,6 +248,20 @@ def test_epoch_budget_converts_to_iterations(tmp_path):
     s = _plan(tmp_path, [MAE_DEMO], '--epochs', '2', '--cost',
               'mae_vit-tiny-p4_demo=0.5')
     assert s.runs[0]['length']['iterations'] == 4
+    # --cfg-options apply first: batch 21 -> 2 iterations per epoch; a cost
+    # ratio may name the config by its label
+    s = _plan(tmp_path, [MAE_DEMO], '--epochs', '2', '--labels', 'mae',
+              '--cost', 'mae=1', '--cfg-options',
+              'train_dataloader.batch_size=21')
+    assert s.runs[0]['length']['iterations'] == 4
+    assert _merged(s.runs[0]).train_dataloader.batch_size == 21
+    # MLO-MAE's outer iteration reads K = 2 batches: batch 7 -> 3 outer
+    # iterations per epoch (the MAE demo: 6 iterations)
+    s = _plan(tmp_path, [MAE_DEMO, MLO_C10], '--epochs', '2', '--seeds',
+              '0', '--cfg-options', 'train_dataloader.batch_size=7')
+    assert [(r['length']['unit'], r['length']['length'],
+             r['length']['iterations']) for r in s.runs] == [
+                 ('iters', 12, 12), ('epochs', 2, 6)]
 
 
 def test_cost_ratios_from_a_json_file(tmp_path):
@@ -272,6 +286,7 @@ def test_cost_ratios_from_a_json_file(tmp_path):
     (['--cost', 'mae_vit-tiny-p4_demo=1', 'sg-mae_vit-tiny-p4_demo=2',
       'other=3'], r"configs not in the study: \['other'\]"),
     (['--labels', 'same', 'same'], 'must differ'),
+    (['--cfg-options', 'train_cfg.max_iters=5'], 'the study sets these'),
     (['--labels', 'one'], '1 names for 2 configs'),
     (['--val-split', 'test'], r'data/test is not a folder'),
 ])

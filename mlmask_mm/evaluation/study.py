@@ -7,7 +7,7 @@ For every pretraining config and seed, with mmengine's tools (see
     tools/model_converters/mlmask2backbone.py RUN/pretrain/<last>.pth RUN/backbone.pth
     tools/train.py RUN/linear_probe_<E>e.py --work-dir ... --resume    (train part)
     tools/test.py  RUN/linear_probe_<E>e.py <last>.pth --out metrics.json (val part)
-    tools/fewshot.py RUN/backbone.pth --config CONFIG --data ROOT ...  (train -> val)
+    tools/fewshot.py RUN/pretrain/<last>.pth --data ROOT ...          (train -> val)
 
 then ``study.md`` / ``study.json`` (mean ± sample std over seeds per config
 and metric), ``study.png`` and ``commands.sh`` (every command of the study).
@@ -110,13 +110,15 @@ def _config_keys(path: str) -> Tuple[str, ...]:
     return (path, osp.abspath(path), base, osp.splitext(base)[0])
 
 
-def match_costs(configs: Sequence[str], costs: Dict[str, float]
-                ) -> Dict[str, float]:
+def match_costs(configs: Sequence[str], costs: Dict[str, float],
+                labels: Optional[Sequence[str]] = None) -> Dict[str, float]:
     """``{config path: ratio}``; a cost key names a config by its path,
-    file name or file stem.  Every config needs exactly one ratio."""
+    file name, file stem or label.  Every config needs exactly one ratio."""
     out, used = {}, set()
-    for cfg in configs:
-        keys = [k for k in costs if k in _config_keys(cfg)]
+    labels = labels or [None] * len(configs)
+    for cfg, label in zip(configs, labels):
+        names = _config_keys(cfg) + ((label, ) if label else ())
+        keys = [k for k in costs if k in names]
         if not keys:
             raise ValueError(
                 f'no cost ratio for {cfg}: give --cost {osp.splitext(osp.basename(cfg))[0]}=RATIO '
@@ -196,10 +198,21 @@ def loop_unit(cfg: Config) -> str:
     return 'iters' if has[0] == 'max_iters' else 'epochs'
 
 
+def images_per_iter(cfg: Config) -> int:
+    """Training images one iteration reads: the batch, or for MLO-MAE's
+    loop K batches (K = ``train_cfg.mae_batches_per_iter``, default the
+    model's ``hypergrad.unroll_steps``)."""
+    batch = int(cfg.train_dataloader.batch_size)
+    if cfg.train_cfg.get('type') == 'MLOTrainLoop':
+        k = cfg.train_cfg.get('mae_batches_per_iter') or \
+            (cfg.model.get('hypergrad') or {}).get('unroll_steps', 1)
+        batch *= int(k)
+    return batch
+
+
 def iters_per_epoch(cfg: Config, num_train: int) -> int:
-    loader = cfg.train_dataloader
-    batch = int(loader.batch_size)
-    n = num_train // batch if loader.get('drop_last') else \
+    batch = images_per_iter(cfg)
+    n = num_train // batch if cfg.train_dataloader.get('drop_last') else \
         math.ceil(num_train / batch)
     if n < 1:
         raise ValueError(
@@ -227,6 +240,7 @@ def run_length(cfg: Config, budget_unit: str, budget: float, ratio: float,
                 iters_per_epoch=ipe, ratio=ratio,
                 mae_steps=iterations * ratio,
                 batch_size=int(cfg.train_dataloader.batch_size),
+                images_per_iter=images_per_iter(cfg),
                 old_length=int(cfg.train_cfg[f'max_{unit}']))
 
 
@@ -529,7 +543,8 @@ class Study:
                 raise ValueError(f'label {label!r}: use letters, digits, '
                                  '"-", "_" and "."')
         costs = parse_costs(args.cost or (), args.cost_file or ())
-        self.costs = match_costs(self.configs, costs) if costs else \
+        self.costs = match_costs(self.configs, costs, self.labels) \
+            if costs else \
             {c: 1.0 for c in self.configs}
         self.budget_unit = 'iters' if args.iters is not None else 'epochs'
         self.budget = args.iters if args.iters is not None else args.epochs
@@ -552,6 +567,8 @@ class Study:
     # -- planning (everything checked before the first step runs)
     def _plan(self, config: str, label: str, seed: int) -> Dict:
         cfg = Config.fromfile(config)
+        user = dict(self.args.cfg_options or {})
+        cfg.merge_from_dict(user)
         length = run_length(cfg, self.budget_unit, self.budget,
                             self.costs[config], self.data['num_train'])
         name = f'{length["unit"]}{length["length"]}_seed{seed}'
@@ -559,6 +576,12 @@ class Study:
         opts = pretrain_options(
             cfg, self.data, length, seed, self.args.num_workers,
             self.args.ckpt_interval, experiment_name=f'{label}_{name}')
+        clash = sorted(set(user) & set(opts))
+        if clash:
+            raise ValueError(
+                f'--cfg-options {clash}: the study sets these itself (data: '
+                '--data, length: --iters/--epochs, seed: --seeds, ...)')
+        opts = dict(user, **opts)
         merged = Config.fromfile(config)
         merged.merge_from_dict(dict(opts))  # the overrides apply cleanly
         loop_unit(merged)
@@ -635,7 +658,9 @@ class Study:
             s = _read_json(result)['settings']
             done = s['shots'] == list(a.shots) and \
                 s['seeds'] == list(range(a.fewshot_seeds))
-        args = [run['backbone'], '--config', run['config'], '--data',
+        # the pretraining checkpoint: its embedded config (meta.cfg) is the
+        # exact architecture of the run, its backbone.* keys the weights
+        args = [run['checkpoint'], '--data',
                 self.data['root'], '--train-split', self.data['train_split'],
                 '--test-split', self.data['val_split'], '--shots', *a.shots,
                 '--seeds', a.fewshot_seeds, '--labels', run['label'],
@@ -740,8 +765,10 @@ class Study:
             f'Budget: {budget}. Seeds: {", ".join(map(str, self.args.seeds))}. '
             'Cells: mean ± sample std over the seeds (– : one value) in %; '
             'linear probe: `' + osp.basename(self.probe) + '` '
-            f'({self.probe_epochs} epochs) on the frozen '
-            'converted backbone; n-shot: `tools/fewshot.py`, class token, '
+            f'({self.probe_epochs} epoch'
+            f'{"" if self.probe_epochs == 1 else "s"}) on the frozen '
+            'converted backbone; n-shot: `tools/fewshot.py` on the '
+            'pretraining checkpoint, class token, '
             f'mean over {self.args.fewshot_seeds} draws per seed. '
             'Commands: `commands.sh`.', '',
             '| config | seeds | length | iterations | cost ratio | '
@@ -895,6 +922,9 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     p.add_argument('--cost-file', nargs='+', metavar='JSON',
                    help='cost ratios: {"CONFIG": RATIO} or [{"config": ..., '
                    '"ratio": ...}]')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   metavar='KEY=VALUE', help='more overrides of every '
+                   'pretraining config (before the study\'s own)')
     p.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
     p.add_argument('--labels', nargs='+', help='names of the configs in the '
                    'outputs (default: file stems)')

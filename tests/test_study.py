@@ -303,6 +303,16 @@ def test_data_parts_must_have_the_same_classes(tmp_path):
         _plan(tmp_path, [MAE_DEMO], '--iters', '10')
 
 
+def test_a_wrapped_train_dataset_is_refused(tmp_path):
+    cfg = Config.fromfile(MAE_DEMO)
+    cfg.train_dataloader.dataset = dict(type='RepeatDataset', times=2,
+                                        dataset=cfg.train_dataloader.dataset)
+    path = str(tmp_path / 'wrapped.py')
+    cfg.dump(path)
+    with pytest.raises(ValueError, match='RepeatDataset'):
+        _plan(tmp_path, [path], '--iters', '10')
+
+
 def test_options_that_cfg_options_cannot_carry_are_refused():
     with pytest.raises(ValueError, match='white space'):
         study.render_options({'train_dataloader.dataset.data_root': '/a b'})

@@ -290,6 +290,12 @@ def pretrain_options(cfg: Config, data: Dict, length: Dict, seed: int,
     checkpoints, seed (values that mmengine's ``DictAction`` parses back
     unchanged, see :func:`render_options`)."""
     unit = length['unit']
+    ds = cfg.train_dataloader.dataset
+    if 'dataset' in ds or 'datasets' in ds:
+        raise ValueError(
+            f'{cfg.filename}: train_dataloader.dataset is a wrapper '
+            f'({ds.get("type")}); the study points a class-folder dataset '
+            '(data_root, data_prefix, ann_file) at --data')
     opts = {
         'train_dataloader.dataset.data_root': data['root'],
         'train_dataloader.dataset.data_prefix': data['train_split'],

@@ -105,7 +105,7 @@ def test_study_end_to_end_then_nothing_reruns(tiny, monkeypatch):
         probe_cfg = Config.fromfile(osp.join(run, 'linear_probe_1e.py'))
         assert probe_cfg.train_dataloader.dataset.data_prefix == 'train'
         assert probe_cfg.test_dataloader.dataset.data_prefix == 'val'
-        assert probe_cfg.val_dataloader is None  # val: reported once, at the end
+        assert probe_cfg.val_dataloader is None  # val: reported at the end
         # table cells are the per-run files' numbers (one seed: no std)
         linear = json.load(open(osp.join(run, 'linear_probe_1e',
                                           'metrics.json')))
@@ -235,7 +235,7 @@ def test_equal_compute_budget_from_cost_ratios(tmp_path):
                      'cl-mae_vit-tiny-p4_demo': 99,
                      'vit-tiny-p4_cifar10': 100}
     for r in s.runs:
-        assert f'randomness.seed=0' in r['options']
+        assert 'randomness.seed=0' in r['options']
 
 
 def test_epoch_budget_converts_to_iterations(tmp_path):

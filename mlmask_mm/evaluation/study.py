@@ -3,11 +3,11 @@
 For every pretraining config and seed, with mmengine's tools (see
 ``docs/study.md``)::
 
-    tools/train.py CONFIG --work-dir RUN/pretrain --resume --cfg-options ...
-    tools/model_converters/mlmask2backbone.py RUN/pretrain/<last>.pth RUN/backbone.pth
-    tools/train.py RUN/linear_probe_<E>e.py --work-dir ... --resume    (train part)
-    tools/test.py  RUN/linear_probe_<E>e.py <last>.pth --out metrics.json (val part)
-    tools/fewshot.py RUN/pretrain/<last>.pth --data ROOT ...          (train -> val)
+    tools/train.py CONFIG --work-dir RUN/pretrain --resume --cfg-options ..
+    tools/model_converters/mlmask2backbone.py RUN/pretrain/LAST backbone.pth
+    tools/train.py RUN/linear_probe_<E>e.py --resume       (fit: train part)
+    tools/test.py RUN/linear_probe_<E>e.py LAST --out ...  (report: val part)
+    tools/fewshot.py RUN/pretrain/LAST --data ROOT ...     (train -> val)
 
 then ``study.md`` / ``study.json`` (mean ± sample std over seeds per config
 and metric), ``study.png`` and ``commands.sh`` (every command of the study).
@@ -121,8 +121,9 @@ def match_costs(configs: Sequence[str], costs: Dict[str, float],
         keys = [k for k in costs if k in names]
         if not keys:
             raise ValueError(
-                f'no cost ratio for {cfg}: give --cost {osp.splitext(osp.basename(cfg))[0]}=RATIO '
-                f'(ratios given: {sorted(costs)})')
+                f'no cost ratio for {cfg}: give --cost '
+                f'{osp.splitext(osp.basename(cfg))[0]}=RATIO (ratios given: '
+                f'{sorted(costs)})')
         if len({costs[k] for k in keys}) > 1:
             raise ValueError(f'{cfg} has several cost ratios: '
                              f'{ {k: costs[k] for k in keys} }')
@@ -768,7 +769,8 @@ class Study:
             f'`{self.data["train_split"]}/` ({self.data["num_train"]} '
             f'images, {len(self.data["classes"])} classes), reported on '
             f'`{self.data["val_split"]}/` ({self.data["num_val"]} images). '
-            f'Budget: {budget}. Seeds: {", ".join(map(str, self.args.seeds))}. '
+            f'Budget: {budget}. '
+            f'Seeds: {", ".join(map(str, self.args.seeds))}. '
             'Cells: mean ± sample std over the seeds (– : one value) in %; '
             'linear probe: `' + osp.basename(self.probe) + '` '
             f'({self.probe_epochs} epoch'

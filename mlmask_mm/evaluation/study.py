@@ -7,7 +7,7 @@ For every pretraining config and seed, with mmengine's tools (see
     tools/model_converters/mlmask2backbone.py RUN/pretrain/LAST backbone.pth
     tools/train.py RUN/linear_probe_<E>e.py --resume       (fit: train part)
     tools/test.py RUN/linear_probe_<E>e.py LAST --out ...  (report: val part)
-    tools/fewshot.py RUN/pretrain/LAST --data ROOT ...     (train -> val)
+    tools/analysis_tools/fewshot.py RUN/pretrain/LAST --data ROOT ...     (train -> val)
 
 then ``study.md`` / ``study.json`` (mean ± sample std over seeds per config
 and metric), ``study.png`` and ``commands.sh`` (every command of the study).
@@ -48,7 +48,7 @@ TOOLS = dict(
     train='tools/train.py',
     test='tools/test.py',
     convert='tools/model_converters/mlmask2backbone.py',
-    fewshot='tools/fewshot.py',
+    fewshot='tools/analysis_tools/analysis_tools/fewshot.py',
 )
 DEFAULT_PROBE = osp.join(
     'configs', 'benchmarks', 'vit-tiny-p2_1xb256-linear-coslr-90e_cifar10.py')
@@ -775,7 +775,7 @@ class Study:
             'linear probe: `' + osp.basename(self.probe) + '` '
             f'({self.probe_epochs} epoch'
             f'{"" if self.probe_epochs == 1 else "s"}) on the frozen '
-            'converted backbone; n-shot: `tools/fewshot.py` on the '
+            'converted backbone; n-shot: `tools/analysis_tools/fewshot.py` on the '
             'pretraining checkpoint, class token, '
             f'mean over {self.args.fewshot_seeds} draws per seed. '
             'Commands: `commands.sh`.', '',

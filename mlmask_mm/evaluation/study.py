@@ -48,7 +48,7 @@ TOOLS = dict(
     train='tools/train.py',
     test='tools/test.py',
     convert='tools/model_converters/mlmask2backbone.py',
-    fewshot='tools/analysis_tools/analysis_tools/fewshot.py',
+    fewshot='tools/analysis_tools/fewshot.py',
 )
 DEFAULT_PROBE = osp.join(
     'configs', 'benchmarks', 'vit-tiny-p2_1xb256-linear-coslr-90e_cifar10.py')

@@ -557,6 +557,31 @@ def test_cifar10_config_trains_by_epoch_on_the_train_split(
 
 
 # ------------------------------------------------------- configs and errors
+@pytest.mark.parametrize('path', [CL_DEMO, CL_CIFAR, CL_IN1K])
+def test_configs_set_the_published_objective(path):
+    """docs/cl_mae.md: the official objective and scoring head, one lr."""
+    cfg = Config.fromfile(path)
+    model = cfg.model
+    assert (model.lambda_bin, model.lambda_kl, model.lambda_div,
+            model.get('bin_sigma', 0.12), model.get('div_kappa', 0.1),
+            model.kl_reduction) == (1.0, 0.1, 2.0, 0.12, 0.1, 'sum')
+    assert model.head.norm_pix is False
+    masker = model.masker
+    assert (masker.type, masker.head, masker.num_heads) == (
+        'CurriculumMasker', 'token', 4)
+    grid = model.backbone.get('img_size', 224) // model.backbone.get(
+        'patch_size', 16)
+    assert masker.num_patches == grid**2
+    assert masker.num_layers == (2 if path == CL_DEMO else 5)
+    arch = model.backbone.get('arch', 'b')
+    width = arch['embed_dims'] if isinstance(arch, dict) else 768
+    assert masker.embed_dims == width  # the encoder's width
+    optim = cfg.optim_wrapper
+    assert optim.mae.optimizer == optim.masker.optimizer
+    assert optim.mae.get('type') == optim.masker.get('type')
+    assert cfg.param_scheduler['mae'] == cfg.param_scheduler['masker']
+
+
 def test_configs_load_and_build():
     demo = Config.fromfile(CL_DEMO)
     check_config(demo)

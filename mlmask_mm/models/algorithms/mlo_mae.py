@@ -23,11 +23,13 @@ every n iterations) is ``MLOTrainLoop`` in :mod:`mlmask_mm.engine.loops`.
 """
 import contextlib
 import copy
+import logging
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.dist import all_reduce_params, get_world_size
+from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 from torch import Tensor, nn
@@ -42,14 +44,20 @@ from . import hypergrad as hg
 from .masked_mae import MaskedMAE
 
 FEATURES = ('gap', 'cls')
+# ξ1 = ξ2 = 1: the official code's weighting (betty's darts: both paths of
+# the hypergradient with weight 1, no learning-rate factor); 'lr' reads ξ
+# from the 'mae' / 'head' optimizer's current learning rate (the unrolled-SGD
+# reading of the paper's App. A); a number is used as it is.
+OFFICIAL_XI = 1.0
+XI_FROM_LR = 'lr'
 HYPERGRAD_DEFAULTS = dict(
     mode='exact',  # or 'finite_difference'
     unroll_steps=1,  # K level-1 steps per outer iteration
     unroll='exact',  # or 'last' (only the last level-1 step)
     fd_radius=1e-2,  # r of ε = r / ‖v‖ (finite differences)
     head_term='double_backward',  # or 'finite_difference' (betty-style)
-    xi1=None,  # ξ1 of the unrolled step; None: the 'mae' optimizer's lr
-    xi2=None)  # ξ2; None: the 'head' optimizer's lr
+    xi1=OFFICIAL_XI,  # weight of the level-1 step (masking product, H1)
+    xi2=OFFICIAL_XI)  # weight of the level-2 step (head term)
 
 
 @dataclass
@@ -106,7 +114,10 @@ class MLOMAE(MaskedMAE):
             'LinearClsHead', num_classes=10, in_channels=192)``.
         feature: 'gap' (mean of the patch tokens) or 'cls' (class token) of
             the encoder on the whole image.
-        hypergrad: options of the hypergradient, see ``HYPERGRAD_DEFAULTS``.
+        hypergrad: options of the hypergradient, see ``HYPERGRAD_DEFAULTS``;
+            ``xi1`` / ``xi2`` weigh its two paths (1.0: the official code;
+            ``'lr'``: the optimizers' learning rates, unrolled SGD), see
+            ``docs/mlo_mae.md``.
         amp: None (fp32) or 'bf16' (autocast for everything but the
             finite differences, which always run in strict fp32).
     """
@@ -137,6 +148,14 @@ class MLOMAE(MaskedMAE):
         if amp not in (None, 'bf16'):
             raise ValueError(f"MLOMAE amp must be None or 'bf16', got "
                              f'{amp!r}')
+        mode = (hypergrad or {}).get('mode', HYPERGRAD_DEFAULTS['mode'])
+        if kwargs.get('compile') and mode == 'exact':
+            raise ValueError(
+                "model.compile with model.hypergrad.mode='exact' is not "
+                'supported: the exact hypergradient differentiates the '
+                'encoder twice (double backward), which torch.compile '
+                "(aot_autograd) does not support; use mode='finite_"
+                "difference' with compile, or compile=False")
         ratio = masker.get('mask_ratio', 0.75)
         super().__init__(
             backbone=backbone, neck=neck, head=head,
@@ -167,7 +186,17 @@ class MLOMAE(MaskedMAE):
         h = self.hypergrad
         hg.check_options(h['mode'], h['unroll'], h['unroll_steps'],
                          h['fd_radius'], h['head_term'])
+        for key in ('xi1', 'xi2'):
+            value = h[key]
+            if value != XI_FROM_LR and not (
+                    isinstance(value, (int, float))
+                    and not isinstance(value, bool) and value >= 0):
+                raise ValueError(
+                    f'model.hypergrad.{key} must be a number >= 0 (1.0: the '
+                    f"official weighting) or '{XI_FROM_LR}' (the optimizer's"
+                    f' learning rate), got {value!r}')
         self.last_hypergradient: Optional[Dict[str, Tensor]] = None
+        self._warned_eps = False
 
     # ------------------------------------------------------------------
     # parts and their parameters
@@ -237,7 +266,7 @@ class MLOMAE(MaskedMAE):
         inputs = self._images(inputs)
         tokens, result = self.mask(inputs, data_samples)
         loss = self.weighted_reconstruction_loss(
-            inputs, result, result.scores.detach(), tokens)
+            inputs, result, self.level1_probabilities(tokens, result), tokens)
         return dict(loss=loss)
 
     # ------------------------------------------------------------------
@@ -262,7 +291,10 @@ class MLOMAE(MaskedMAE):
             log variables (detached): loss_mae (mean over the K steps),
             loss_head, mask_prob_mean / _std, mask_prob_masked /
             _visible (mean p of masked / visible patches) and, with the
-            level-3 step, loss_val and hypergrad_norm.
+            level-3 step, loss_val, hypergrad_norm (‖∇φ L3‖),
+            hypergrad_rms (its per-element RMS, to compare with the masking
+            optimizer's ε) and hypergrad_head_share (‖ξ2 ∇²θ1θ2 L2 g2‖ /
+            ‖g1‖, the head path against the direct path).
         """
         K = self.hypergrad['unroll_steps']
         batches = [mae_batch] * K if isinstance(mae_batch, dict) else list(
@@ -312,7 +344,8 @@ class MLOMAE(MaskedMAE):
         with self._autocast(inputs.device):
             tokens, result = self.mask(inputs, data['data_samples'])
             loss = self.weighted_reconstruction_loss(
-                inputs, result, result.scores.detach(), tokens)
+                inputs, result, self.level1_probabilities(tokens, result),
+                tokens)
         optim_wrapper.backward(loss)
         _sync([p.grad for p in params.values() if p.grad is not None])
         optim_wrapper.step()
@@ -323,6 +356,18 @@ class MLOMAE(MaskedMAE):
                                result.mask.float())
             rec = Level1Record(theta1, inputs, fixed)
         return loss.detach(), result, rec
+
+    def level1_probabilities(self, tokens: Tensor,
+                             result: MaskResult) -> Tensor:
+        """p as level 1 sees it: a constant for θ1 when the masking
+        network's input is detached; else p(θ1) with φ held fixed, so that
+        θ1 also learns through p (as in the official code, where the
+        network reads the patch embeddings undetached) and the level-1 step
+        is the step the hypergradient differentiates."""
+        if self.masker.detach_input:
+            return result.scores.detach()
+        phi = {n: p.detach() for n, p in self.part_params('masker').items()}
+        return self.call(phi, self.masker.probabilities, tokens)
 
     def level2_step(self, inputs: Tensor, data_samples: List[DataSample],
                     optim_wrapper) -> Tensor:
@@ -344,10 +389,8 @@ class MLOMAE(MaskedMAE):
                     optim_wrapper) -> Dict[str, Tensor]:
         """The masking network's step: φ ← optimizer(∇φ L3(θ1', θ2'))."""
         h = self.hypergrad
-        xi1 = h['xi1'] if h['xi1'] is not None else \
-            optim_wrapper['mae'].get_lr()['lr'][0]
-        xi2 = h['xi2'] if h['xi2'] is not None else \
-            optim_wrapper['head'].get_lr()['lr'][0]
+        xi1 = self.xi('xi1', optim_wrapper['mae'])
+        xi2 = self.xi('xi2', optim_wrapper['head'])
         train_x, val_x = (self._images(d['inputs']) for d in (train, val))
         val_loss = {}
 
@@ -374,11 +417,39 @@ class MLOMAE(MaskedMAE):
                 reduce=_sync)
         for n, p in self.part_params('masker').items():
             p.grad = res.grad[n].to(p.dtype)
+        logs = dict(loss_val=val_loss['loss_val'].float(),
+                    hypergrad_norm=hg.norm(res.grad),
+                    hypergrad_rms=hg.rms(res.grad),
+                    hypergrad_head_share=res.head_share())
+        self._check_against_eps(logs['hypergrad_rms'],
+                                optim_wrapper['masker'])
         optim_wrapper['masker'].step()
         optim_wrapper['masker'].zero_grad()
         self.last_hypergradient = {n: g.detach() for n, g in res.grad.items()}
-        return dict(loss_val=val_loss['loss_val'].float(),
-                    hypergrad_norm=hg.norm(res.grad))
+        return logs
+
+    def xi(self, key: str, optim_wrapper) -> float:
+        """ξ1 ('xi1') or ξ2 ('xi2'): the configured number, or the current
+        learning rate of ``optim_wrapper`` with ``'lr'``."""
+        value = self.hypergrad[key]
+        if value == XI_FROM_LR:
+            return float(optim_wrapper.get_lr()['lr'][0])
+        return float(value)
+
+    def _check_against_eps(self, grad_rms: Tensor, optim_wrapper) -> None:
+        """Warn once when the hypergradient's RMS is within 100x of the
+        masking network's Adam ε (its steps would then be damped)."""
+        eps = optim_wrapper.optimizer.param_groups[0].get('eps')
+        if self._warned_eps or eps is None or grad_rms > 100 * eps:
+            return
+        self._warned_eps = True
+        print_log(
+            f'MLO-MAE: the masking network\'s hypergradient has RMS '
+            f'{grad_rms.item():.3g}, within 100x of its optimizer\'s '
+            f'eps={eps:g}: AdamW damps its steps.  Lower '
+            'optim_wrapper.masker.optimizer.eps or keep model.hypergrad.xi1/'
+            'xi2 at 1.0 (docs/mlo_mae.md)', logger='current',
+            level=logging.WARNING)
 
     def level1_loss_fn(self, rec: Level1Record):
         """l1(θ1, φ) of one recorded step: its images, its hard mask fixed

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.dataset import BaseDataset
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
@@ -21,6 +22,7 @@ from conftest import REPO, make_image_folder
 from mlmask_mm.apis import prepare_config
 from mlmask_mm.datasets import LabelledSplit, stratified_split
 from mlmask_mm.engine.loops.mlo_loop import CyclingIterator
+from mlmask_mm.registry import DATASETS
 
 DEMO = osp.join(REPO, 'configs', 'mlo_mae', 'vit-tiny-p4_demo.py')
 IMG, PATCH, DIM = 16, 4, 32
@@ -400,7 +402,7 @@ def test_level3_sharing_files_with_evaluation_is_one_clear_error(
     cfg = mlo_config(mae, labelled, str(tmp_path / 'work'))
     cfg.train_cfg.heldout_datasets = [evaluation]
     with pytest.raises(ValueError, match=r'level-3 \(val\) part .* shares '
-                       r'1 file\(s\) with the evaluation dataset '
+                       r'1 sample\(s\) with the evaluation dataset '
                        r'train_cfg.heldout_datasets\[0\]'):
         build_runner(cfg, 'mlo_heldout').train()
     # the same through the config's val_dataloader
@@ -454,3 +456,63 @@ def test_amp_optim_wrapper_is_refused_with_the_right_setting(folders,
     cfg.optim_wrapper.type = 'AmpOptimWrapper'  # tools/train.py --amp
     with pytest.raises(ValueError, match=r"model.amp='bf16'"):
         build_runner(cfg, 'mlo_amp').train()
+
+
+# ------------------------------------------- leakage check without files
+@DATASETS.register_module(force=True)
+class InMemoryImages(BaseDataset):
+    """Images held in memory, as mmpretrain's CIFAR10/100 (``img`` in the
+    data info, no ``img_path``); ``first``: index of the first of ``n``
+    images drawn from one fixed random stream; ``bare``: neither."""
+    METAINFO = dict(classes=('a', 'b'))
+
+    def __init__(self, n=10, first=0, bare=False, **kwargs):
+        self.n, self.first, self.bare = n, first, bare
+        super().__init__(serialize_data=False, **kwargs)
+
+    def load_data_list(self):
+        rng = np.random.default_rng(7)
+        imgs = rng.integers(0, 256, (self.first + self.n, IMG, IMG, 3),
+                            dtype=np.uint8)[self.first:]
+        return [dict(gt_label=(self.first + i) % 2) if self.bare else
+                dict(img=img, gt_label=(self.first + i) % 2)
+                for i, img in enumerate(imgs)]
+
+
+def _in_memory(**kwargs):
+    return dict(type='InMemoryImages', pipeline=[dict(type='PackInputs')],
+                **kwargs)
+
+
+def test_leakage_check_compares_in_memory_images_by_content(folders,
+                                                            tmp_path):
+    mae, labelled = folders
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'), max_iters=1)
+    cfg.train_cfg.labelled_split.dataset = _in_memory(n=10)
+    # images 8-13 of the same stream: shares 2 images with the split
+    cfg.train_cfg.heldout_datasets = [_in_memory(n=6, first=8)]
+    with pytest.raises(ValueError, match=r'shares 2 sample\(s\) with the '
+                       r'evaluation dataset train_cfg.heldout_datasets\[0\]'
+                       r', e.g. an image \(sha1'):
+        build_runner(cfg, 'mlo_in_memory_overlap').train()
+    # disjoint in-memory evaluation data passes, and training runs
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'), max_iters=1)
+    cfg.train_cfg.labelled_split.dataset = _in_memory(n=10)
+    cfg.train_cfg.heldout_datasets = [_in_memory(n=6, first=10)]
+    build_runner(cfg, 'mlo_in_memory_ok').train()
+
+
+@pytest.mark.parametrize('heldout,match', [
+    (_in_memory(n=4, bare=True), 'has neither img_path nor img'),
+    ('folder', r"cannot verify .* \['path'\].* \['content'\]"),
+])
+def test_leakage_check_refuses_what_it_cannot_verify(folders, tmp_path,
+                                                     heldout, match):
+    mae, labelled = folders
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'), max_iters=1)
+    cfg.train_cfg.labelled_split.dataset = _in_memory(n=10)
+    if heldout == 'folder':  # files against in-memory pixels
+        heldout = dict(type='ImageFolder', data_root=labelled, pipeline=[])
+    cfg.train_cfg.heldout_datasets = [heldout]
+    with pytest.raises(ValueError, match=match):
+        build_runner(cfg, f'mlo_unverifiable_{len(match)}').train()

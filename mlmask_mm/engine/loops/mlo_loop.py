@@ -46,7 +46,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner.base_loop import BaseLoop
 from torch.utils.data import DataLoader
 
-from mlmask_mm.datasets.labelled_split import LabelledSplit
+from mlmask_mm.datasets.labelled_split import LabelledSplit, sample_keys
 from mlmask_mm.registry import DATASETS, LOOPS
 
 POSITIONS_KEY = 'mlo_loop_positions'
@@ -257,35 +257,59 @@ class MLOTrainLoop(BaseLoop):
                 self.runner.build_dataloader(val_cfg, **build))
 
     def _check_labelled_data(self, heldout_datasets) -> None:
-        """Disjoint parts; no file shared with an evaluation dataset."""
-        parts = dict(train=_file_set(self.train_split_loader.dataset),
-                     val=_file_set(self.val_split_loader.dataset))
-        for name, files in parts.items():
+        """Disjoint parts; no sample shared with an evaluation dataset.
+
+        Samples are compared by file path, or by pixel content for
+        in-memory datasets (:func:`~mlmask_mm.datasets.labelled_split.
+        sample_keys`); a dataset that can be compared neither way stops
+        training with an error (never a silent pass).
+        """
+        for name in ('train', 'val'):
             if len(getattr(self, f'{name}_split_loader').dataset) == 0:
                 raise ValueError(f'MLOTrainLoop: the {name} part of the '
                                  'labelled split is empty')
-        if parts['train'] and parts['val']:
+        parts = {
+            name: sample_keys(
+                getattr(self, f'{name}_split_loader').dataset,
+                f'train_cfg.{name}_split_dataloader.dataset')
+            for name in ('train', 'val')
+        }
+        a, b = (self.train_split_loader.dataset,
+                self.val_split_loader.dataset)
+        same_split = (isinstance(a, LabelledSplit)
+                      and isinstance(b, LabelledSplit)
+                      and a.dataset is b.dataset)
+        if not same_split:  # (one split's parts are disjoint by index)
             shared = parts['train'] & parts['val']
             if shared:
                 raise ValueError(
                     f'MLOTrainLoop: the level-2 (train) and level-3 (val) '
                     f'parts of the labelled data share {len(shared)} '
-                    f'file(s), e.g. {sorted(shared)[0]!r}: use the two parts '
-                    'of one LabelledSplit (same ratio and seed)')
+                    f'sample(s), e.g. {_show(sorted(shared)[0])}: use the '
+                    'two parts of one LabelledSplit (same ratio and seed)')
         for setting, dataset in self._evaluation_datasets(heldout_datasets):
-            files = _file_set(dataset)
+            keys = sample_keys(dataset, setting)
+            kinds = {k for k, _ in keys}
             for name, part in (('val', parts['val']),
                                ('train', parts['train'])):
-                shared = files & part
+                if kinds != {k for k, _ in part}:
+                    raise ValueError(
+                        f'MLOTrainLoop: cannot verify that the {name} part '
+                        f'of the labelled split shares no image with {setting}'
+                        f': one is identified by {sorted(kinds)}, the other '
+                        f'by {sorted({k for k, _ in part})} (file paths vs '
+                        'in-memory pixels); use the same kind of dataset '
+                        'for both')
+                shared = keys & part
                 if shared:
                     level = 3 if name == 'val' else 2
                     raise ValueError(
                         f'MLOTrainLoop: the level-{level} ({name}) part of '
-                        f'the labelled split shares {len(shared)} file(s) '
+                        f'the labelled split shares {len(shared)} sample(s) '
                         f'with the evaluation dataset {setting}, e.g. '
-                        f'{sorted(shared)[0]!r}: levels 2 and 3 must only '
-                        'see training images (split the training set, e.g. '
-                        'train_cfg.labelled_split)')
+                        f'{_show(sorted(shared)[0])}: levels 2 and 3 must '
+                        'only see training images (split the training set, '
+                        'e.g. train_cfg.labelled_split)')
 
     def _evaluation_datasets(self, heldout_datasets):
         """(setting name, dataset) of every dataset results come from."""
@@ -452,21 +476,9 @@ def _check_batches_per_iter(value, model) -> int:
     return value
 
 
-def _file_set(dataset) -> set:
-    """Real paths of a file-based dataset's images (empty set otherwise)."""
-    if isinstance(dataset, LabelledSplit):
-        paths = dataset.file_paths()
-    elif hasattr(dataset, 'get_data_info'):
-        try:
-            paths = [dataset.get_data_info(i).get('img_path')
-                     for i in range(len(dataset))]
-        except Exception:  # not a list of files (e.g. a wrapper)
-            return set()
-    else:
-        return set()
-    if not paths or None in paths:
-        return set()
-    return {osp.realpath(p) for p in paths}
+def _show(key) -> str:
+    kind, value = key
+    return repr(value) if kind == 'path' else f'an image (sha1 {value[:12]})'
 
 
 __all__: List[str] = ['MLOTrainLoop', 'CyclingIterator']

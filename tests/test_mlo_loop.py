@@ -24,12 +24,13 @@ from mlmask_mm.datasets import LabelledSplit, stratified_split
 from mlmask_mm.engine.loops.mlo_loop import CyclingIterator
 from mlmask_mm.registry import DATASETS
 
-DEMO = osp.join(REPO, 'configs', 'mlo_mae', 'vit-tiny-p4_demo.py')
+DEMO = osp.join(REPO, 'configs', 'mlo_mae', 'mlo-mae_vit-tiny-p4_demo.py')
 IMG, PATCH, DIM = 16, 4, 32
 
 
 def mlo_config(mae_root, labelled_root, work_dir, max_iters=3, n=1,
-               batch=4, labelled_batch=2, deterministic=False, K=1):
+               batch=4, labelled_batch=2, deterministic=False, K=1,
+               stage2_root=None):
     """The demo config shrunk to a 2-block ViT on 16 px images."""
     cfg = Config.fromfile(DEMO)
     cfg.work_dir = work_dir
@@ -55,9 +56,20 @@ def mlo_config(mae_root, labelled_root, work_dir, max_iters=3, n=1,
     loop = cfg.train_cfg
     loop.max_iters = max_iters
     loop.masker_update_interval = n
-    loop.labelled_split.dataset.data_root = labelled_root
-    loop.labelled_split.dataset.serialize_data = False
-    loop.labelled_split.dataset.pipeline[1] = resize
+    loop.labelled_split.dataset = dict(
+        type='ImageFolder', data_root=labelled_root, with_label=True,
+        serialize_data=False, pipeline=[
+            dict(type='LoadImageFromFile'), resize,
+            dict(type='PackInputs')])
+    if stage2_root is None:
+        cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    else:  # stage-II evaluation on other labelled folders
+        cfg.val_dataloader.update(num_workers=0, persistent_workers=False,
+                                  batch_size=4)
+        cfg.val_dataloader.dataset = dict(loop.labelled_split.dataset,
+                                          data_root=stage2_root)
+        cfg.val_evaluator = dict(type='Accuracy', topk=(1, 2))
+        loop.val_interval = 2
     for loader in (cfg.train_dataloader, loop.train_split_dataloader,
                    loop.val_split_dataloader):
         loader.update(num_workers=0, persistent_workers=False)
@@ -172,6 +184,43 @@ def test_three_levels_update_through_the_runner(folders, tmp_path):
     # the split is recorded in the work dir
     split = json.load(open(tmp_path / 'work' / 'mlo_split' / 'split.json'))
     assert split['num_samples'] == dict(train=8, val=2)
+
+
+# ---------------------------------------------------- stage-II evaluation
+def test_stage2_evaluation_logged_checkpointed_and_reported(folders,
+                                                            tmp_path):
+    """The level-2 head on held-out labelled images through mmengine's val
+    loop: top-1/top-2 in the log at iterations 2 and 3 (val_interval 2 and
+    the last), in the checkpoint of iteration 3, and in the closing
+    report."""
+    mae, labelled = folders
+    heldout = make_image_folder(str(tmp_path / 'heldout'), per_class=3,
+                                size=IMG, seed=9)
+    work = tmp_path / 'work'
+    cfg = mlo_config(mae, labelled, str(work), max_iters=3,
+                     stage2_root=heldout)
+    runner = build_runner(cfg, 'mlo_stage2')
+    runner.train()
+    log = open(next(
+        osp.join(r, f) for r, _, fs in os.walk(str(work))
+        for f in fs if f.endswith('.log'))).read()
+    assert log.count('Iter(val) [2/2]    accuracy/top1') == 2
+    assert 'accuracy/top1' in log and 'accuracy/top2' in log
+    assert 'MLO-MAE stage-II evaluation' in log
+    assert '  last, iteration 3: accuracy/top1' in log
+    ckpt = torch.load(str(work / 'iter_3.pth'), weights_only=True)
+    history = ckpt['message_hub']['runtime_info']['mlo_stage2']
+    assert [h['iter'] for h in history] == [2, 3]
+    # the head on the held-out images, recomputed: the checkpoint's number
+    model = runner.model
+    model.eval()
+    correct = 0
+    for batch in runner.val_dataloader:
+        data = model.data_preprocessor(batch, False)
+        out = model(**data, mode='predict')
+        correct += sum(int(o.pred_label == o.gt_label) for o in out)
+    assert history[-1]['accuracy/top1'] == pytest.approx(100 * correct / 6)
+    assert history[-1]['accuracy/top2'] == 100.0  # two classes
 
 
 # ----------------------------------------------------------------- resume

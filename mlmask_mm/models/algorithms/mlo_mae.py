@@ -269,6 +269,26 @@ class MLOMAE(MaskedMAE):
             inputs, result, self.level1_probabilities(tokens, result), tokens)
         return dict(loss=loss)
 
+    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
+        """mmpretrain's modes plus ``'predict'``: the downstream head's
+        prediction (stage-II evaluation through mmengine's val/test loop)."""
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        return super().forward(inputs, data_samples, mode)
+
+    @torch.no_grad()
+    def predict(self, inputs: Union[Tensor, Sequence[Tensor]],
+                data_samples: Optional[List[DataSample]] = None
+                ) -> List[DataSample]:
+        """The level-2 head on the frozen encoder's features of the whole
+        images: ``pred_score`` / ``pred_label`` for mmpretrain's
+        ``Accuracy``.  On held-out labelled data this is the paper's
+        linear-probe number (App. B.3), see ``docs/mlo_mae.md``."""
+        images = self._images(inputs)
+        with self._autocast(images.device):
+            feats = self.features(images)
+        return self.downstream_head.predict((feats.float(), ), data_samples)
+
     # ------------------------------------------------------------------
     # one outer iteration
     # ------------------------------------------------------------------

@@ -380,3 +380,35 @@ def test_compile_runs_with_finite_differences():
     assert all(torch.isfinite(v) for v in logs.values())
     for part in ('mae', 'head', 'masker'):
         assert changed(before, model, part), part
+
+
+def test_official_head_and_learnable_position_embedding():
+    """The official code's options: class token → LayerNorm → Dropout(0.1)
+    → Linear, and a trained position embedding (part of θ1, so also of the
+    hypergradient's level-1 products)."""
+    model = build(feature='cls', learnable_pos_embed=True,
+                  downstream_head=dict(type='MLOClsHead',
+                                       num_classes=NUM_CLASSES,
+                                       in_channels=32, dropout=0.1,
+                                       loss=dict(type='CrossEntropyLoss')))
+    head = model.downstream_head
+    assert head.dropout.p == 0.1
+    head.eval()
+    f = torch.randn(5, 32)
+    expected = head.fc(torch.nn.functional.layer_norm(
+        f, (32, ), head.norm.weight, head.norm.bias))
+    torch.testing.assert_close(head((f, )), expected)
+    head.train()
+    assert 'backbone.pos_embed' in model.part_params('mae')
+    before = model.backbone.pos_embed.detach().clone()
+    logs = model.outer_step(batch(), batch(seed=1), batch(seed=2),
+                            optimizers(model), update_masker=True)
+    assert torch.isfinite(logs['hypergrad_norm'])
+    assert not torch.equal(before, model.backbone.pos_embed)
+    # the head in eval mode: no dropout, deterministic predictions
+    model.eval()
+    data = model.data_preprocessor(batch(), False)
+    a, b = (model(**data, mode='predict') for _ in range(2))
+    assert all(torch.equal(x.pred_score, y.pred_score) for x, y in zip(a, b))
+    # fixed by default (MAE)
+    assert 'backbone.pos_embed' not in build().part_params('mae')

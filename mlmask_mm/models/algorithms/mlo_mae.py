@@ -31,6 +31,7 @@ import torch
 from mmengine.dist import all_reduce_params, get_world_size
 from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
+from mmpretrain.models.heads import ClsHead
 from mmpretrain.structures import DataSample
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -102,6 +103,36 @@ def _eval_mode(module: nn.Module):
 
 
 @MODELS.register_module()
+class MLOClsHead(ClsHead):
+    """The official code's level-2 head: LayerNorm → Dropout → Linear.
+
+        logits = W · dropout(LN(f)) + b
+
+    on the encoder's class token (use with ``MLOMAE(feature='cls')``).
+    mmpretrain's ``LinearClsHead`` is the plain linear head (the default).
+
+    Args:
+        num_classes, in_channels: classes and feature width.
+        dropout: dropout probability (0.1 in the official code).
+        loss, topk, init_cfg: as mmpretrain's ``ClsHead``.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int,
+                 dropout: float = 0.1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not 0 <= dropout < 1:
+            raise ValueError(f'MLOClsHead dropout must be in [0, 1), got '
+                             f'{dropout!r}')
+        self.num_classes, self.in_channels = num_classes, in_channels
+        self.norm = nn.LayerNorm(in_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_channels, num_classes)
+
+    def forward(self, feats: Sequence[Tensor]) -> Tensor:
+        return self.fc(self.dropout(self.norm(self.pre_logits(feats))))
+
+
+@MODELS.register_module()
 class MLOMAE(MaskedMAE):
     """MAE + masking network + downstream head, trained by three levels.
 
@@ -120,6 +151,9 @@ class MLOMAE(MaskedMAE):
             ``docs/mlo_mae.md``.
         amp: None (fp32) or 'bf16' (autocast for everything but the
             finite differences, which always run in strict fp32).
+        learnable_pos_embed: train the encoder's position embedding (part
+            of θ1; initialised to MAE's sin-cos table) as the official
+            code's CIFAR model; MAE keeps it fixed (default).
     """
 
     def __init__(self,
@@ -131,6 +165,7 @@ class MLOMAE(MaskedMAE):
                  feature: str = 'gap',
                  hypergrad: Optional[dict] = None,
                  amp: Optional[str] = None,
+                 learnable_pos_embed: bool = False,
                  **kwargs) -> None:
         if not isinstance(masker, dict):
             raise ValueError(
@@ -177,6 +212,8 @@ class MLOMAE(MaskedMAE):
                 f', got model.masker.type={masker.get("type")!r}')
         self.feature = feature
         self.amp = amp
+        if learnable_pos_embed:
+            self.backbone.pos_embed.requires_grad_(True)
         unknown = set(hypergrad or {}) - set(HYPERGRAD_DEFAULTS)
         if unknown:
             raise ValueError(

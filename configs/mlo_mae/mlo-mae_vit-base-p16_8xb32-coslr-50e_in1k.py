@@ -3,11 +3,14 @@
 # epochs, one unrolled MAE step (hypergrad.unroll_steps=1), the masking
 # network updated every iteration; levels 2 and 3 on a stratified, seeded
 # 80/20 split of ImageNet *train* (ImageNet-val only for reporting).
-#   tools/dist_train.sh configs/mlo_mae/vitb_in1k.py 8
+#   tools/dist_train.sh configs/mlo_mae/mlo-mae_vit-base-p16_8xb32-coslr-50e_in1k.py 8
+# (short name: configs/mlo_mae/vitb_in1k.py)
 # Knobs (--cfg-options): model.hypergrad.mode=finite_difference,
 # model.hypergrad.unroll_steps=2, model.hypergrad.unroll=last,
 # train_cfg.masker_update_interval=5, model.masker.type=MLOTokenMasker,
-# model.amp=None (fp32); see README "MLO-MAE".
+# model.amp=None (fp32); see docs/mlo_mae.md.  Stage-II evaluation is not
+# configured here: ImageNet-val is for reporting only; hold out part of
+# ImageNet train as in the CIFAR configs to measure the head.
 _base_ = [
     '../_base_/models/mlo-mae_vit-base-p16.py',
     '../_base_/datasets/imagenet_mlo.py',

@@ -412,3 +412,23 @@ def test_official_head_and_learnable_position_embedding():
     assert all(torch.equal(x.pred_score, y.pred_score) for x, y in zip(a, b))
     # fixed by default (MAE)
     assert 'backbone.pos_embed' not in build().part_params('mae')
+
+
+def test_mask_statistics_separate_position_pattern_and_per_image_masks():
+    from mlmask_mm.models.maskers.base import mask_from_ranking
+    model = build()
+    row = torch.linspace(0.05, 0.95, 16)
+    same = row.expand(4, 16).clone()  # one position pattern for all images
+    res = mask_from_ranking(same, 4, same)
+    stats = model.mask_statistics(res)
+    assert stats['mask_shared'] == 1 and stats['mask_prob_image_std'] == 0
+    torch.testing.assert_close(stats['mask_prob_position_std'], row.std())
+    # each image the pattern shifted by 4: every patch is visible in one
+    # image, so no patch is masked in all, and p averages out over images
+    own = torch.stack([row.roll(4 * i) for i in range(4)])
+    stats = model.mask_statistics(mask_from_ranking(own, 4, own))
+    assert stats['mask_shared'] == 0
+    assert stats['mask_prob_image_std'] > 2 * stats['mask_prob_position_std']
+    sat = torch.tensor([[0.001, 0.5, 0.999, 0.3]])
+    assert model.mask_statistics(mask_from_ranking(sat, 1, sat))[
+        'mask_prob_saturated'] == 0.5

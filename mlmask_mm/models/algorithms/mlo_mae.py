@@ -538,10 +538,23 @@ class MLOMAE(MaskedMAE):
 
     @torch.no_grad()
     def mask_statistics(self, result: MaskResult) -> Dict[str, Tensor]:
-        """Mean / std of p, mean p of the masked and of the visible patches."""
+        """Mean / std of p, mean p of the masked and of the visible patches;
+        what of p is a position pattern and what varies per image:
+        ``mask_prob_position_std`` (std over positions of the batch mean of
+        p), ``mask_prob_image_std`` (std over the images, averaged over
+        positions), ``mask_prob_saturated`` (fraction of p below 0.01 or
+        above 0.99) and ``mask_shared`` (fraction of each image's masked
+        patches that every image of the batch masks: 1 = one mask for
+        all)."""
         p, m = result.scores.detach().float(), result.mask.float()
+        shared = m.prod(0).sum() / m[0].sum().clamp_min(1)
         return dict(
             mask_prob_mean=p.mean(), mask_prob_std=p.std(),
             mask_prob_masked=(p * m).sum() / m.sum().clamp_min(1),
             mask_prob_visible=(p * (1 - m)).sum() /
-            (1 - m).sum().clamp_min(1))
+            (1 - m).sum().clamp_min(1),
+            mask_prob_position_std=p.mean(0).std(),
+            mask_prob_image_std=(p.std(0).mean() if len(p) > 1 else
+                                 p.new_zeros(())),
+            mask_prob_saturated=((p < 0.01) | (p > 0.99)).float().mean(),
+            mask_shared=shared)

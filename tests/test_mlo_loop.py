@@ -182,7 +182,7 @@ def test_three_levels_update_through_the_runner(
 
 # ---------------------------------------------------- stage-II evaluation
 def test_stage2_evaluation_logged_checkpointed_and_reported(folders,
-                                                            tmp_path):
+                                                            tmp_path, build_runner):
     """The level-2 head on held-out labelled images through mmengine's val
     loop: top-1/top-2 in the log at iterations 2 and 3 (val_interval 2 and
     the last), in the checkpoint of iteration 3, and in the closing
@@ -531,7 +531,7 @@ def _in_memory(**kwargs):
 
 
 def test_leakage_check_compares_in_memory_images_by_content(folders,
-                                                            tmp_path):
+                                                            tmp_path, build_runner):
     mae, labelled = folders
     cfg = mlo_config(mae, labelled, str(tmp_path / 'work'), max_iters=1)
     cfg.train_cfg.labelled_split.dataset = _in_memory(n=10)
@@ -553,7 +553,7 @@ def test_leakage_check_compares_in_memory_images_by_content(folders,
     ('folder', r"cannot verify .* \['path'\].* \['content'\]"),
 ])
 def test_leakage_check_refuses_what_it_cannot_verify(folders, tmp_path,
-                                                     heldout, match):
+                                                     heldout, match, build_runner):
     mae, labelled = folders
     cfg = mlo_config(mae, labelled, str(tmp_path / 'work'), max_iters=1)
     cfg.train_cfg.labelled_split.dataset = _in_memory(n=10)

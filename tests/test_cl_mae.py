@@ -23,9 +23,7 @@ from mlmask_mm.engine.config_checks import check_config
 from mlmask_mm.engine.hooks.curriculum_hook import (CurriculumHook,
                                                     curriculum_value)
 from mlmask_mm.models.algorithms.cl_mae import frozen
-from mlmask_mm.models.losses import (binarization_loss, diversity_loss,
-                                     kl_ratio_loss, masking_module_loss,
-                                     soft_reconstruction_loss)
+from mlmask_mm.models.losses import diversity_loss
 from mlmask_mm.models.maskers import CurriculumMasker, RandomMasker
 from mlmask_mm.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 
@@ -43,8 +41,10 @@ def cl_config(data_root: str, work_dir: str, max_iters: int = 4,
     1-block module, two cosine schedules and the curriculum hook."""
     cfg = tiny_config(data_root, work_dir, max_iters, img_size, patch_size,
                       batch_size, config=CL_DEMO)
-    cfg.model.masker = dict(type='CurriculumMasker', embed_dims=32,
-                            num_layers=1, num_heads=2, mask_ratio=0.75)
+    cfg.model.masker = dict(type='CurriculumMasker', head='token',
+                            num_patches=(img_size // patch_size)**2,
+                            embed_dims=32, num_layers=1, num_heads=2,
+                            mask_ratio=0.75)
     cfg.model.update(model_overrides)
     cosine = [dict(type='CosineAnnealingLR', by_epoch=False, begin=0,
                    end=max_iters, eta_min=1e-5)]
@@ -125,57 +125,6 @@ class _Kill(Hook):
 
 
 # ------------------------------------------------------------------ losses
-def test_loss_terms_equal_hand_computation():
-    s = torch.tensor([[0.9, 0.2, 0.6], [0.1, 0.5, 0.3]], dtype=torch.float64)
-    ell = torch.tensor([[1.0, 2.0, 0.5], [0.25, 4.0, 3.0]],
-                       dtype=torch.float64)
-    rows = s.tolist()
-    # L_rec^soft = Σ (1 − s) ℓ / Σ (1 − s) over batch and patches
-    num = sum((1 - a) * b for r, q in zip(rows, ell.tolist())
-              for a, b in zip(r, q))
-    den = sum(1 - a for r in rows for a in r)
-    rec = soft_reconstruction_loss(ell, s)
-    assert rec.dtype == torch.float64
-    assert rec.item() == pytest.approx(num / den, rel=1e-12)
-    # L_bin = mean exp(−(s − 0.5)² / (2 σ²)), σ = 0.12
-    hand = sum(math.exp(-(a - 0.5)**2 / (2 * 0.12**2)) for r in rows
-               for a in r) / 6
-    assert binarization_loss(s).item() == pytest.approx(hand, rel=1e-12)
-    # L_kl = mean_b KL(Bern(mean_i s_bi) ‖ Bern(1 − r)), r = 0.75
-    q = 0.25
-    kls = []
-    for r in rows:
-        p = sum(r) / 3
-        kls.append(p * math.log(p / q) + (1 - p) * math.log((1 - p) /
-                                                           (1 - q)))
-    assert kl_ratio_loss(s, 0.75).item() == pytest.approx(
-        sum(kls) / 2, rel=1e-12)  # a batch mean, not a sum
-    # the target follows the configured ratio
-    p0 = sum(rows[0]) / 3
-    assert kl_ratio_loss(s[:1], 0.5).item() == pytest.approx(
-        p0 * math.log(p0 / 0.5) + (1 - p0) * math.log((1 - p0) / 0.5),
-        rel=1e-12)
-    # L_div = mean over pairs a<b of exp(−κ ‖s_a − s_b‖), κ = 0.1
-    s3 = torch.tensor([[0.9, 0.2, 0.6], [0.1, 0.5, 0.3], [0.4, 0.4, 0.8]],
-                      dtype=torch.float64)
-    r3 = s3.tolist()
-    pairs = [(0, 1), (0, 2), (1, 2)]
-    hand = sum(math.exp(-0.1 * math.dist(r3[a], r3[b]))
-               for a, b in pairs) / 3
-    assert diversity_loss(s3).item() == pytest.approx(hand, rel=1e-12)
-    assert diversity_loss(s3, kappa=2.0).item() == pytest.approx(
-        sum(math.exp(-2.0 * math.dist(r3[a], r3[b])) for a, b in pairs) / 3,
-        rel=1e-12)
-    # the weighted sum: c L_rec + λ_bin L_bin + λ_kl L_kl + λ_div L_div
-    out = masking_module_loss(rec, s, curriculum=-0.5, mask_ratio=0.75,
-                              lambda_bin=1.0, lambda_kl=0.1, lambda_div=2.0)
-    expected = (-0.5 * num / den + binarization_loss(s).item() +
-                0.1 * sum(kls) / 2 + 2.0 * diversity_loss(s).item())
-    assert out['loss_masker'].item() == pytest.approx(expected, rel=1e-12)
-    assert set(out) == {'loss_masker', 'loss_rec_soft', 'loss_bin',
-                        'loss_kl', 'loss_div'}
-
-
 def test_diversity_loss_edge_cases():
     s = torch.rand(1, 5, requires_grad=True)
     assert diversity_loss(s).item() == 0  # no pair
@@ -190,10 +139,12 @@ def test_diversity_loss_edge_cases():
 
 
 # ----------------------------------------------------------- the masker
-def test_curriculum_masker_keeps_top_k_scores():
+@pytest.mark.parametrize('head', ['token', 'patch'])
+def test_curriculum_masker_keeps_top_k_scores(head):
     torch.manual_seed(0)
     masker = CurriculumMasker(embed_dims=16, num_layers=2, num_heads=2,
-                              in_channels=8, mask_ratio=0.75)
+                              in_channels=8, mask_ratio=0.75, head=head,
+                              num_patches=16)
     masker.init_weights()
     tokens = torch.randn(3, 16, 8, requires_grad=True)
     res = masker(tokens)
@@ -277,8 +228,11 @@ def test_optimizers_hold_disjoint_parameters():
     decay = {id(p): g['weight_decay']
              for g in optim['masker'].optimizer.param_groups
              for p in g['params']}
-    assert decay[id(model.masker.token)] == 0
+    # as the official code (timm's add_weight_decay): decay on the
+    # module's token and weights, none on its norms and biases
+    assert decay[id(model.masker.token)] == 0.05
     assert decay[id(model.masker.ln.weight)] == 0
+    assert decay[id(model.masker.score_head.bias)] == 0
     assert decay[id(model.masker.score_head.weight)] == 0.05
 
 
@@ -538,7 +492,7 @@ def test_dist_train_script_uses_the_cl_mae_wrapper(tmp_path):
         'model.neck.embed_dim=32', 'model.neck.decoder_embed_dim=32',
         'model.neck.decoder_depth=1', 'model.neck.decoder_num_heads=2',
         'model.masker.embed_dims=32', 'model.masker.num_heads=2',
-        'model.masker.num_layers=1',
+        'model.masker.num_layers=1', 'model.masker.num_patches=16',
         'train_dataloader.dataset.pipeline.1.scale=16',
         'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False',
@@ -597,6 +551,31 @@ def test_cifar10_config_trains_by_epoch_on_the_train_split(
 
 
 # ------------------------------------------------------- configs and errors
+@pytest.mark.parametrize('path', [CL_DEMO, CL_CIFAR, CL_IN1K])
+def test_configs_set_the_published_objective(path):
+    """docs/cl_mae.md: the official objective and scoring head, one lr."""
+    cfg = Config.fromfile(path)
+    model = cfg.model
+    assert (model.lambda_bin, model.lambda_kl, model.lambda_div,
+            model.get('bin_sigma', 0.12), model.get('div_kappa', 0.1),
+            model.kl_reduction) == (1.0, 0.1, 2.0, 0.12, 0.1, 'sum')
+    assert model.head.norm_pix is False
+    masker = model.masker
+    assert (masker.type, masker.head, masker.num_heads) == (
+        'CurriculumMasker', 'token', 4)
+    grid = model.backbone.get('img_size', 224) // model.backbone.get(
+        'patch_size', 16)
+    assert masker.num_patches == grid**2
+    assert masker.num_layers == (2 if path == CL_DEMO else 5)
+    arch = model.backbone.get('arch', 'b')
+    width = arch['embed_dims'] if isinstance(arch, dict) else 768
+    assert masker.embed_dims == width  # the encoder's width
+    optim = cfg.optim_wrapper
+    assert optim.mae.optimizer == optim.masker.optimizer
+    assert optim.mae.get('type') == optim.masker.get('type')
+    assert cfg.param_scheduler['mae'] == cfg.param_scheduler['masker']
+
+
 def test_configs_load_and_build():
     demo = Config.fromfile(CL_DEMO)
     check_config(demo)

@@ -56,7 +56,9 @@ class CLMAE(MaskedMAE):
         masker: the masking module; a ``CurriculumMasker`` config whose
             missing ``embed_dims`` / ``in_channels`` / ``num_heads`` /
             ``mask_ratio`` are the backbone's (published: 5 blocks at the
-            encoder's width).  Its ``mask_ratio`` is the one used.
+            encoder's width, 4 heads, ``head='token'`` with
+            ``num_patches`` = L; the configs set them).  Its
+            ``mask_ratio`` is the one used.
         masker_update_interval: n, the masking-module step runs on the
             iterations i with i % n == 0 (n = 1: every iteration, as
             published; larger n trades curriculum speed for cost).
@@ -64,9 +66,12 @@ class CLMAE(MaskedMAE):
             batch (default: all, as published); its soft pass runs the
             encoder on all L tokens, so it costs about k/B of a full one.
         lambda_bin, lambda_kl, lambda_div: loss weights (published 1.0,
-            0.1, 2.0).
+            0.1, 2.0, with L_bin's bump of height σ√(2π) and L_kl summed
+            over the images of the process's batch).
         bin_sigma: σ of L_bin's Gaussian bump (0.12).
         div_kappa: κ of L_div (0.1).
+        kl_reduction: ``'sum'`` (published) or ``'mean'`` of L_kl over the
+            batch (``'mean'`` is B times weaker at the same λ_kl).
         curriculum: initial c (the hook overwrites it each iteration).
         **kwargs: the rest of :class:`MaskedMAE`'s arguments.
     """
@@ -87,6 +92,7 @@ class CLMAE(MaskedMAE):
                  lambda_div: float = 2.0,
                  bin_sigma: float = 0.12,
                  div_kappa: float = 0.1,
+                 kl_reduction: str = 'sum',
                  curriculum: float = 1.0,
                  **kwargs) -> None:
         super().__init__(backbone=backbone, neck=neck, head=head,
@@ -101,7 +107,7 @@ class CLMAE(MaskedMAE):
         self.masker_batch_size = masker_batch_size
         self.loss_cfg = dict(lambda_bin=lambda_bin, lambda_kl=lambda_kl,
                              lambda_div=lambda_div, sigma=bin_sigma,
-                             kappa=div_kappa)
+                             kappa=div_kappa, kl_reduction=kl_reduction)
         # c(t) and the number of train steps taken: state of the training,
         # saved in checkpoints with the weights
         self.register_buffer('curriculum_factor',
@@ -220,11 +226,13 @@ class CLMAE(MaskedMAE):
 
     def per_patch_loss(self, pred: torch.Tensor,
                        inputs: torch.Tensor) -> torch.Tensor:
-        """ℓ_i: the head's pixel loss per patch (B x L), in float32."""
+        """ℓ_i: the head's pixel loss per patch (B x L), in float32 (or
+        float64 for a float64 model)."""
         target = self.head.construct_target(inputs)
         criterion = self.head.loss_module
-        loss = criterion.penalty(pred.float(), target.float()).mean(dim=-1)
-        return loss / criterion.channel
+        dtype = torch.promote_types(pred.dtype, torch.float32)
+        loss = criterion.penalty(pred.to(dtype), target.to(dtype))
+        return loss.mean(dim=-1) / criterion.channel
 
     def set_curriculum(self, value: float) -> None:
         """Set c(t) (called by ``CurriculumHook`` before each iteration)."""

@@ -1,0 +1,25 @@
+# CL-MAE's optimizers (CLMAE.train_step): the MAE and the masking module
+# each get an AdamW (0.9, 0.95), weight decay 0.05, none on norms, biases
+# and the MAE's tokens, at the SAME learning rate: the official code trains
+# both parts with one AdamW (requires_grad toggled between the two steps).
+# A config setting the lr sets it in both, e.g.
+#   optim_wrapper = dict(mae=dict(optimizer=dict(lr=lr)),
+#                        masker=dict(optimizer=dict(lr=lr)))
+# and gives both parts the same schedule:
+#   param_scheduler = dict(mae=schedule, masker=schedule)
+cl_mae_adamw = dict(
+    type='OptimWrapper',
+    optimizer=dict(
+        type='AdamW', lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05),
+    paramwise_cfg=dict(
+        custom_keys={
+            'ln': dict(decay_mult=0.0),
+            'bias': dict(decay_mult=0.0),
+            'pos_embed': dict(decay_mult=0.),
+            'mask_token': dict(decay_mult=0.),
+            'cls_token': dict(decay_mult=0.),
+        }))
+optim_wrapper = dict(
+    constructor='PartsOptimWrapperConstructor',
+    mae=cl_mae_adamw,
+    masker=cl_mae_adamw)

@@ -15,12 +15,11 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
 from PIL import Image
 
 from conftest import REPO, load_tool, make_image_folder, tiny_config
-from mlmask_mm.engine.config_checks import check_config, prepare_config
+from mlmask_mm.engine.config_checks import check_config
 from mlmask_mm.engine.hooks.curriculum_hook import (CurriculumHook,
                                                     curriculum_value)
 from mlmask_mm.models.algorithms.cl_mae import frozen
@@ -100,11 +99,6 @@ def assert_same_state(a: dict, b: dict) -> None:
         for k in a[i]:
             assert torch.equal(torch.as_tensor(a[i][k]),
                                torch.as_tensor(b[i][k])), (i, k)
-
-
-def build_runner(cfg, name):
-    cfg.experiment_name = name
-    return Runner.from_cfg(prepare_config(cfg))
 
 
 class _RecordC(Hook):
@@ -386,7 +380,7 @@ def test_curriculum_hook_by_epoch_and_errors():
 
 
 # ------------------------------------------------------------ the Runner
-def test_runner_trains_both_parts_and_logs(tmp_path):
+def test_runner_trains_both_parts_and_logs(tmp_path, build_runner):
     root = make_image_folder(str(tmp_path / 'images'))
     cfg = cl_config(root, str(tmp_path / 'work'), max_iters=4,
                     masker_update_interval=2)
@@ -442,7 +436,7 @@ def test_runner_trains_both_parts_and_logs(tmp_path):
 
 
 def test_kill_and_resume_restores_curriculum_and_both_optimizers(
-        tmp_path):
+        tmp_path, build_runner):
     root = make_image_folder(str(tmp_path / 'images'), per_class=4)
     N, K = 5, 2
 
@@ -563,7 +557,7 @@ def test_dist_train_script_uses_the_cl_mae_wrapper(tmp_path):
 
 
 def test_cifar10_config_trains_by_epoch_on_the_train_split(
-        tmp_path):
+        tmp_path, build_runner):
     """The CIFAR-10 config (epoch loop, per-epoch c, ann_file split),
     shrunk, with plain (not AMP) optimizers on CPU."""
     tool = _split_tool()

@@ -123,6 +123,16 @@ def test_masker_ratio_is_authoritative():
     assert model.backbone.mask_ratio == model.masker.mask_ratio == 1 - 1 / 9
 
 
+def test_compiled_model_initialises_and_keeps_its_state_dict_keys():
+    """model.compile=True: the Runner's init_weights works and checkpoints
+    keep the eager keys (a torch.compile wrapper broke both)."""
+    eager = MODELS.build(model_cfg())
+    compiled = MODELS.build(model_cfg(compile=True))
+    compiled.init_weights()
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    compiled.load_state_dict(eager.state_dict())
+
+
 def test_masker_config_without_ratio_takes_the_backbones():
     cfg = model_cfg(masker=dict(type='BlockMasker'))
     cfg['backbone']['mask_ratio'] = 0.6

@@ -106,7 +106,28 @@ def check_pretrained_checkpoint(cfg: Config) -> None:
             f'model.backbone.init_cfg.checkpoint={path!r} is not a file')
 
 
+def drop_collate_scopes(node) -> None:
+    """Remove ``_scope_`` from every ``collate_fn`` dict, in place.
+
+    A config inheriting ``mmpretrain::...`` gets ``_scope_='mmpretrain'``
+    in each dict with a ``type``; mmengine's ``Runner.build_dataloader``
+    passes every remaining key of ``collate_fn`` to the function, so
+    ``default_collate`` fails in the first batch with "unexpected keyword
+    argument '_scope_'" (seen on the first GPU run of the ViT-B configs).
+    """
+    if isinstance(node, dict):
+        fn = node.get('collate_fn')
+        if isinstance(fn, dict):
+            fn.pop('_scope_', None)
+        for value in node.values():
+            drop_collate_scopes(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            drop_collate_scopes(value)
+
+
 def prepare_config(cfg: Config) -> Config:
     """Check the config and adapt it to the machine (gloo without a GPU)."""
     check_config(cfg)
+    drop_collate_scopes(cfg._cfg_dict)
     return use_gloo_without_gpu(cfg)

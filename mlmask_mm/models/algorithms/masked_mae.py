@@ -119,11 +119,17 @@ class MaskedMAE(MAE):
         return masker
 
     def _compile(self, kwargs: dict) -> None:
-        """Compile each transformer block (shapes are static per run)."""
+        """Compile each transformer block (shapes are static per run).
+
+        In place (``nn.Module.compile``): the module tree and the state-dict
+        keys stay those of the eager model, so mmengine's ``init_weights``
+        and checkpoints work as without it (a ``torch.compile`` wrapper
+        broke ``init_weights`` on the first GPU run).
+        """
         for blocks in (self.backbone.layers,
                        getattr(self.neck, 'decoder_blocks', [])):
-            for i, block in enumerate(blocks):
-                blocks[i] = torch.compile(block, **kwargs)
+            for block in blocks:
+                block.compile(**kwargs)
 
     def mask_context(self, data_samples: Optional[List[DataSample]],
                      **extra) -> MaskContext:

@@ -1,7 +1,7 @@
 """Render a checkpoint's masks and reconstructions on a few images.
 
-    python tools/visualize_masks.py CONFIG [CHECKPOINT] [--data DIR]
-        [--num-images 8] [--seed 0] [--out masks.png] [--cfg-options ...]
+    python tools/visualization/visualize_masks.py CONFIG [CHECKPOINT]
+        [--data DIR] [--num-images 8] [--seed 0] [--out masks.png] [--cfg-options ...]
 
 Rows: input | masked input | reconstruction | reconstruction with the visible
 patches pasted back | per-patch scores (for maskers that return them).

@@ -1,3 +1,5 @@
-from . import backbone_converter, dist, safe_checkpoint
+from . import backbone_converter, dist, rng_state, safe_checkpoint, setup_env
 
-__all__ = ['backbone_converter', 'dist', 'safe_checkpoint']
+__all__ = [
+    'backbone_converter', 'dist', 'rng_state', 'safe_checkpoint', 'setup_env'
+]

@@ -11,6 +11,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from mlmask_mm.apis import check_pretrained_checkpoint, prepare_config
+from mlmask_mm.utils.checkpoint_files import resolve_resume
 
 
 def parse_args():
@@ -70,6 +71,8 @@ def main():
         cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr', {}), enable=True)
     cfg = prepare_config(cfg)
     check_pretrained_checkpoint(cfg)
+    # a damaged checkpoint is named here; auto mode skips damaged ones
+    resolve_resume(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
 

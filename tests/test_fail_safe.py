@@ -16,7 +16,6 @@ from mmengine.runner import Runner
 
 from conftest import load_tool, make_image_folder, tiny_config
 from mlmask_mm.apis import prepare_config
-from mlmask_mm.datasets import ImageFolder
 from mlmask_mm.datasets.image_check import BadImageError
 from mlmask_mm.engine.hooks.finite_loss_hook import NonFiniteError
 from mlmask_mm.registry import DATASETS
@@ -417,8 +416,8 @@ def test_every_unreadable_kind_names_the_file(tmp_path, kind, backend):
 def test_skip_replaces_bad_images_deterministically(tmp_path):
     root = str(tmp_path / 'images')
     bad = bad_tree(root)
-    os.remove(bad['unreadable'])
     ds = folder(root, bad_images='skip')
+    os.remove(bad['unreadable'])  # listed, then gone
     paths = [ds.get_data_info(i)['img_path'] for i in range(len(ds))]
     got = [ds[i]['data_samples'].img_path for i in range(len(ds))]
     assert not set(got) & set(bad.values())
@@ -461,9 +460,11 @@ def test_skip_trains_through_and_lists_the_files(tmp_path):
         listed = dict(line.rstrip('\n').split('\t') for line in f)
     assert sorted(listed) == sorted(bad.values())
     assert listed[bad['empty']].startswith('empty file')
-    with open(work / '.skipped_images.log') as f:  # each file once
+    record = runner.train_dataloader.dataset.skip_record
+    with open(record) as f:  # each file once, from the worker process
         records = [line.split('\t')[0] for line in f]
     assert sorted(records) == sorted(bad.values())
+    assert runner.train_dataloader.dataset.skipped == {}  # not this process
     assert epochs  # written at an epoch end (IterBasedTrainLoop: the end)
 
 

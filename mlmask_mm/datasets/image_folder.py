@@ -1,7 +1,9 @@
 """Class-folder image dataset that fails early and clearly on bad input."""
+import atexit
 import logging
 import os
 import os.path as osp
+import tempfile
 from typing import Dict, Optional
 
 import numpy as np
@@ -38,10 +40,12 @@ class ImageFolder(CustomDataset):
 
     * ``'fail'`` (default): the run stops with that error.
     * ``'skip'``: the sample is replaced by another one (chosen from the
-      index, the same in every epoch and every resumed run), the file is
-      logged once and, with ``SkippedImagesHook`` (in the shared runtime),
-      every skipped file is listed in ``work_dir/skipped_images.txt`` at
-      each epoch end.  Test-mode datasets (evaluation) always fail.
+      index, the same in every epoch and every resumed run) and the file is
+      logged once.  Every process loading this dataset (dataloader workers
+      included) appends it once to :attr:`skip_record`, a file chosen when
+      the dataset is built, from which ``SkippedImagesHook`` (in the shared
+      runtime) lists all skipped files in ``work_dir/skipped_images.txt``
+      at each epoch end.  Test-mode datasets (evaluation) always fail.
 
     ``tools/misc/verify_dataset.py`` finds such files before training.
     See docs/fail_safe.md.
@@ -71,8 +75,11 @@ class ImageFolder(CustomDataset):
         self.bad_images = bad_images
         #: files skipped by this process: path -> reason
         self.skipped: Dict[str, str] = {}
-        #: file the skipped files are appended to (set by SkippedImagesHook)
+        #: ``path<TAB>reason`` lines of the files skipped by any process
         self.skip_record: Optional[str] = None
+        if bad_images == 'skip':
+            # chosen now, before dataloader workers copy the dataset
+            self.skip_record = _new_record()
         super().__init__(
             data_root=data_root, data_prefix=data_prefix, **kwargs)
 
@@ -141,13 +148,23 @@ class ImageFolder(CustomDataset):
                 with open(self.skip_record, 'a') as f:
                     f.write(line)
         if not seen:
-            where = (f'; listed in {osp.dirname(self.skip_record)}/'
-                     'skipped_images.txt at the epoch end'
-                     if self.skip_record else '')
             print_log(
                 f'ImageFolder: skipping {path!r}: {reason} '
-                f"(bad_images='skip'; another sample replaces it{where})",
+                "(bad_images='skip': another sample replaces it; all "
+                'skipped files are listed in the work directory\'s '
+                'skipped_images.txt at each epoch end)',
                 logger='current', level=logging.WARNING)
+
+
+def _new_record() -> str:
+    fd, path = tempfile.mkstemp(prefix='mlmask_mm_skipped_', suffix='.log')
+    os.close(fd)
+    pid = os.getpid()
+    # removed when the process that built the dataset exits (workers end
+    # with os._exit and do not run it)
+    atexit.register(lambda: os.getpid() == pid and osp.exists(path)
+                    and os.remove(path))
+    return path
 
 
 def _load(transform: LoadImageFromFile, results: dict) -> dict:

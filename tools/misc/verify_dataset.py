@@ -18,7 +18,8 @@ import os
 import os.path as osp
 import sys
 import time
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from functools import partial
+from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 import cv2
 
@@ -66,15 +67,6 @@ def list_tree(root: str, extensions: Sequence[str] = EXTENSIONS
     return paths, empty
 
 
-def _check(args) -> Tuple[str, Optional[str]]:
-    path, decode, reduced = args
-    return path, image_problem(path, decode=decode, reduced=reduced)
-
-
-def _init_worker() -> None:
-    cv2.setNumThreads(1)
-
-
 def scan(root: str, workers: int = 0, decode: bool = True,
          reduced: bool = True,
          extensions: Sequence[str] = EXTENSIONS) -> Report:
@@ -83,21 +75,17 @@ def scan(root: str, workers: int = 0, decode: bool = True,
     start = time.perf_counter()
     paths, empty = list_tree(root, extensions)
     workers = workers or os.cpu_count() or 1
-    jobs = [(p, decode, reduced) for p in paths]
-    bad = {}
+    check = partial(image_problem, decode=decode, reduced=reduced)
     if workers == 1:
-        _init_worker()
-        results = map(_check, jobs)
-        for path, problem in results:
-            if problem is not None:
-                bad[path] = problem
+        cv2.setNumThreads(1)
+        problems = list(map(check, paths))
     else:
         ctx = multiprocessing.get_context('fork')
-        with ctx.Pool(workers, initializer=_init_worker) as pool:
-            chunk = max(1, min(256, len(jobs) // (workers * 8) or 1))
-            for path, problem in pool.imap_unordered(_check, jobs, chunk):
-                if problem is not None:
-                    bad[path] = problem
+        with ctx.Pool(workers, initializer=cv2.setNumThreads,
+                      initargs=(1, )) as pool:
+            chunk = max(1, min(256, len(paths) // (workers * 8)))
+            problems = list(pool.imap(check, paths, chunk))
+    bad = {p: r for p, r in zip(paths, problems) if r is not None}
     return Report(len(paths), dict(sorted(bad.items())), empty,
                   time.perf_counter() - start, workers)
 

@@ -2,7 +2,6 @@
 
 See docs/fail_safe.md.
 """
-import logging
 import math
 from typing import Dict, List, Optional, Sequence
 
@@ -227,8 +226,9 @@ class FiniteLossHook(Hook):
                 continue
             values = sorted(set(float(v) for v in values))
             shown = ', '.join(f'{v:.4g}' for v in values[:4])
+            more = ', ...' if len(values) > 4 else ''
             parts.append(f'{name}={shown}' if len(values) == 1 else
-                         f'{name}=[{shown}{", ..." if len(values) > 4 else ""}]')
+                         f'{name}=[{shown}{more}]')
         return 'learning rates ' + ', '.join(parts)
 
 

@@ -2,11 +2,11 @@
 
 See docs/fail_safe.md.
 """
-import os
 import os.path as osp
-from typing import Dict, Iterator
+from typing import Dict, Iterator, List
 
-from mmengine.dist import is_main_process
+from mmengine.dist import (all_gather_object, get_world_size,
+                           is_main_process)
 from mmengine.hooks import Hook
 from mmengine.runner.base_loop import BaseLoop
 from torch.utils.data import DataLoader
@@ -15,7 +15,6 @@ from mlmask_mm.datasets.image_folder import ImageFolder
 from mlmask_mm.registry import HOOKS
 from mlmask_mm.utils.checkpoint_files import atomic_write
 
-RECORD = '.skipped_images.log'
 LISTING = 'skipped_images.txt'
 
 
@@ -49,14 +48,17 @@ def train_image_folders(loop: BaseLoop) -> Iterator[ImageFolder]:
 
 @HOOKS.register_module()
 class SkippedImagesHook(Hook):
-    """Collect the files ``ImageFolder(bad_images='skip')`` replaced.
+    """List the files ``ImageFolder(bad_images='skip')`` replaced.
 
-    Before the run it points every training ImageFolder (and its dataloader
-    workers, started later) at ``work_dir/.skipped_images.log``, where each
-    process appends a skipped file once; at each epoch end (and before each
-    checkpoint) it writes the sorted list, ``path<TAB>reason`` per line, to
-    ``work_dir/skipped_images.txt`` and logs how many there are.  Nothing
-    is written while no image is skipped.
+    Every training ImageFolder with ``bad_images='skip'`` (the loop's
+    dataloader and any other it holds, e.g. MLOTrainLoop's labelled
+    splits) records its skipped files in its ``skip_record`` file, from
+    every dataloader worker.  At each epoch end (the end of training for
+    iteration-based loops) and before each checkpoint this hook writes
+    them all, sorted, ``path<TAB>reason`` per line, to
+    ``work_dir/skipped_images.txt`` (the processes of a distributed run
+    together) and logs how many there are.  Nothing is written while no
+    image is skipped; a resumed run keeps the files listed before.
 
     ``default_hooks.skipped_images`` in ``configs/_base_/default_runtime.py``.
     """
@@ -64,47 +66,65 @@ class SkippedImagesHook(Hook):
     priority = 'NORMAL'
 
     def __init__(self) -> None:
-        self._listed = -1
+        self.records: List[str] = []
+        self.found: Dict[str, str] = {}
+        self._written = 0
 
     def before_run(self, runner) -> None:
-        self.record = osp.join(runner.work_dir, RECORD)
         self.listing = osp.join(runner.work_dir, LISTING)
         loop = runner._train_loop  # built by Runner.train before this
         if not isinstance(loop, BaseLoop):  # test / val runs
             return
-        for folder in train_image_folders(loop):
-            folder.skip_record = self.record
+        self.records = sorted({f.skip_record
+                               for f in train_image_folders(loop)
+                               if f.skip_record})
+        if self.records and osp.isfile(self.listing):  # a resumed run
+            self.found.update(_read(self.listing))
+            self._written = len(self.found)
 
-    def skipped(self) -> Dict[str, str]:
-        """Every file skipped so far: path -> reason."""
-        if not osp.isfile(self.record):
-            return {}
-        found = {}
-        with open(self.record) as f:
-            for line in f:
-                path, _, reason = line.rstrip('\n').partition('\t')
-                found.setdefault(path, reason)
-        return found
+    def _collect(self) -> None:
+        for record in self.records:
+            if osp.isfile(record):
+                for path, reason in _read(record).items():
+                    self.found.setdefault(path, reason)
 
     def _write(self, runner) -> None:
-        if not is_main_process() or not osp.isfile(self.record):
+        if len(self.found) == self._written or not is_main_process():
             return
-        size = os.stat(self.record).st_size
-        if size == self._listed:
-            return
-        found = self.skipped()
-        text = ''.join(f'{p}\t{r}\n' for p, r in sorted(found.items()))
+        text = ''.join(f'{p}\t{r}\n' for p, r in sorted(self.found.items()))
         atomic_write(text, self.listing, 'w')
-        self._listed = size
+        self._written = len(self.found)
         runner.logger.warning(
-            f'SkippedImagesHook: {len(found)} unreadable image(s) skipped '
-            f"so far (bad_images='skip'), listed in {self.listing}")
+            f'SkippedImagesHook: {len(self.found)} unreadable image(s) '
+            f"skipped so far (bad_images='skip'), listed in {self.listing}")
+
+    def _gather_and_write(self, runner) -> None:
+        if not self.records and get_world_size() == 1:
+            return
+        self._collect()
+        if get_world_size() > 1:  # every rank calls this at the same points
+            for found in all_gather_object(self.found):
+                for path, reason in found.items():
+                    self.found.setdefault(path, reason)
+        self._write(runner)
 
     def after_train_epoch(self, runner) -> None:
-        self._write(runner)
-
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        self._write(runner)
+        self._gather_and_write(runner)
 
     def after_train(self, runner) -> None:
+        self._gather_and_write(runner)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        # the main process only (Runner.save_checkpoint): no collective
+        self._collect()
         self._write(runner)
+
+
+def _read(path: str) -> Dict[str, str]:
+    found = {}
+    with open(path) as f:
+        for line in f:
+            file, _, reason = line.rstrip('\n').partition('\t')
+            if file:
+                found.setdefault(file, reason)
+    return found

@@ -237,6 +237,48 @@ def test_mlo_mae_levels_are_checked(tmp_path):
     assert all_finite(work / 'iter_1.pth')
 
 
+def _dist_nan_worker(rank: int, world_size: int, init_file: str, out: str):
+    import types
+
+    import torch.distributed as dist
+    from mlmask_mm.engine.hooks import FiniteLossHook
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', init_method=f'file://{init_file}',
+                            rank=rank, world_size=world_size)
+    try:
+        runner = types.SimpleNamespace(
+            iter=6, epoch=0, hooks=[], model=torch.nn.Linear(2, 2),
+            optim_wrapper=types.SimpleNamespace(
+                get_lr=lambda: dict(lr=[0.5])),
+            message_hub=types.SimpleNamespace(get_info=lambda key: None),
+            logger=logging.getLogger('fail_safe_dist'))
+        loss = float('nan') if rank == 1 else 1.0
+        try:  # rank 1's loss is NaN, rank 0's is finite
+            FiniteLossHook().after_train_iter(
+                runner, 0, outputs=dict(loss=torch.tensor(loss)))
+            message = None
+        except NonFiniteError as e:
+            message = str(e)
+        with open(f'{out}.{rank}', 'w') as f:
+            f.write(repr(message))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_nan_on_one_rank_stops_every_rank(tmp_path):
+    import torch.multiprocessing as mp
+    out = str(tmp_path / 'message')
+    mp.spawn(_dist_nan_worker, args=(2, str(tmp_path / 'init'), out),
+             nprocs=2, join=True)
+    messages = []
+    for rank in range(2):
+        with open(f'{out}.{rank}') as f:
+            messages.append(eval(f.read()))
+    assert 'iteration 7' in messages[0]
+    assert 'a loss on another process' in messages[0]
+    assert 'loss=nan' in messages[1] and 'lr=0.5' in messages[1]
+
+
 # ===================================================== damaged checkpoints
 @pytest.fixture
 def trained_work(image_folder, tmp_path):

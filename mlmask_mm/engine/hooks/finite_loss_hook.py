@@ -164,9 +164,11 @@ class FiniteLossHook(Hook):
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         bad = non_finite_tensors((checkpoint.get('state_dict') or {}).items())
         if bad:
+            meta = checkpoint.get('meta') or {}
             raise NonFiniteError(
-                f'FiniteLossHook: not saving a checkpoint at iteration '
-                f'{runner.iter} (epoch {runner.epoch}): non-finite '
+                f'FiniteLossHook: not saving a checkpoint after iteration '
+                f'{meta.get("iter", runner.iter)} (epoch '
+                f'{meta.get("epoch", runner.epoch)}): non-finite '
                 f'parameters {_some(bad)}; {self._lrs(runner)}')
 
     # ---------------------------------------------------------- helpers

@@ -135,6 +135,9 @@ class FiniteLossHook(Hook):
                 return None
             return step(*args, **kwargs)
 
+        # mmengine's schedulers mark the step they count with this flag
+        if getattr(step, '_with_counter', False):
+            guarded._with_counter = True
         return guarded
 
     # ----------------------------------------------------------- checks

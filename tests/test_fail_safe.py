@@ -216,6 +216,38 @@ def test_cl_mae_module_terms_are_checked(image_folder, tmp_path):
     assert checkpoints(work) == ['iter_1.pth', 'iter_2.pth']
 
 
+def test_tolerance_skips_only_the_non_finite_optimizer_of_cl_mae(
+        image_folder, tmp_path):
+    """OptimWrapperDict: the module's step (NaN loss_masker) is skipped, the
+    MAE's step of the same iteration is taken."""
+    from test_cl_mae import cl_config
+    cfg = cl_config(image_folder, str(tmp_path / 'work'), max_iters=3)
+    cfg.default_hooks.finite_loss = dict(type='mlmask_mm.FiniteLossHook',
+                                         tolerance=1)
+    runner = build_runner(cfg)
+    runner.register_hook(ForceNonFinite('masker_loss', at=[2],
+                                        key='loss_masker'))
+    states = {}
+
+    class Params(Hook):
+        priority = 'LOWEST'
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None,
+                             outputs=None):
+            states[runner.iter + 1] = {
+                k: v.detach().clone()
+                for k, v in runner.model.named_parameters()}
+
+    runner.register_hook(Params())
+    runner.train()
+    masker = [k for k in states[1] if k.startswith('masker.')]
+    mae = [k for k in states[1] if not k.startswith('masker.')]
+    assert all(torch.equal(states[1][k], states[2][k]) for k in masker)
+    assert not all(torch.equal(states[1][k], states[2][k]) for k in mae)
+    assert not all(torch.equal(states[2][k], states[3][k]) for k in masker)
+    assert all(torch.isfinite(v).all() for v in states[3].values())
+
+
 def test_mlo_mae_levels_are_checked(tmp_path):
     from test_mlo_loop import IMG, mlo_config
     mae = make_image_folder(str(tmp_path / 'mae'), per_class=4, size=IMG)

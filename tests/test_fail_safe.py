@@ -410,6 +410,9 @@ def test_resume_of_a_named_damaged_checkpoint_names_it(trained_work,
     cfg.load_from, cfg.resume = damaged, False
     with pytest.raises(CheckpointDamagedError, match='load_from'):
         resolve_resume(cfg)
+    cfg.load_from = str(work / 'iter_9.pth')
+    with pytest.raises(FileNotFoundError, match='iter_9.pth'):
+        resolve_resume(cfg)
 
 
 def test_every_checkpoint_damaged_or_last_checkpoint_empty(trained_work):

@@ -189,7 +189,7 @@ def resolve_resume(cfg) -> None:
     file): ``load_from`` becomes :func:`newest_complete_checkpoint` of
     ``cfg.work_dir``.  Otherwise a ``load_from`` file must be complete (one
     :class:`CheckpointDamagedError` naming it).  Remote paths are left to
-    mmengine.
+    mmengine.  A missing file is a ``FileNotFoundError``.
     """
     load_from = cfg.get('load_from')
     if cfg.get('resume') and load_from is None:
@@ -199,6 +199,8 @@ def resolve_resume(cfg) -> None:
         return
     if load_from and '://' not in str(load_from):
         setting = '--resume' if cfg.get('resume') else 'load_from'
+        if not osp.exists(load_from):
+            raise FileNotFoundError(f'{setting}: {load_from!r} is not a file')
         problem = checkpoint_problem(load_from)
         if problem is not None:
             hint = ''

@@ -1,5 +1,7 @@
-from . import backbone_converter, dist, rng_state, safe_checkpoint, setup_env
+from . import (backbone_converter, checkpoint_files, dist, rng_state,
+               safe_checkpoint, setup_env)
 
 __all__ = [
-    'backbone_converter', 'dist', 'rng_state', 'safe_checkpoint', 'setup_env'
+    'backbone_converter', 'checkpoint_files', 'dist', 'rng_state',
+    'safe_checkpoint', 'setup_env'
 ]

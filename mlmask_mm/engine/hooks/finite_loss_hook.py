@@ -7,32 +7,15 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.dist import all_reduce, get_world_size
-from mmengine.hooks import CheckpointHook, Hook
+from mmengine.hooks import Hook
 from mmengine.optim import AmpOptimWrapper, OptimWrapperDict
 
 from mlmask_mm.registry import HOOKS
+from mlmask_mm.utils.checkpoint_schedule import checkpoint_due
 
 
 class NonFiniteError(FloatingPointError):
     """Training produced a NaN or Inf (a loss, a gradient, a parameter)."""
-
-
-def checkpoint_due(runner, by_epoch: bool) -> bool:
-    """Whether a ``CheckpointHook`` saves (and rotates) at the end of this
-    iteration (``by_epoch=False``) or epoch (``by_epoch=True``)."""
-    for hook in runner.hooks:
-        if not isinstance(hook, CheckpointHook) or hook.by_epoch != by_epoch:
-            continue
-        if by_epoch:
-            due = hook.every_n_epochs(runner, hook.interval, hook.save_begin) \
-                or (hook.save_last and hook.is_last_train_epoch(runner))
-        else:
-            due = hook.every_n_train_iters(
-                runner, hook.interval, hook.save_begin) or (
-                    hook.save_last and hook.is_last_train_iter(runner))
-        if due:
-            return True
-    return False
 
 
 def non_finite_values(outputs) -> Dict[str, float]:

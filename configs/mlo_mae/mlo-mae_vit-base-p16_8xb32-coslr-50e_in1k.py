@@ -21,7 +21,7 @@ max_epochs = 50
 warmup_epochs = 5
 model = dict(amp='bf16')  # finite differences always run in strict fp32
 train_dataloader = dict(batch_size=32)  # per GPU; 8 GPUs: 256
-# lr: θ1 1.5e-4 · 256/256, θ2 5e-4, φ 5e-5 (design note, paper code)
+# lr: θ1 1.5e-4 · 256/256, θ2 5e-4, φ 5e-5 (paper; docs/mlo_mae.md)
 optim_wrapper = dict(
     mae=dict(optimizer=dict(lr=1.5e-4)),
     head=dict(optimizer=dict(lr=5e-4)),

@@ -21,7 +21,8 @@ _augment = [
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs')
 ]
-_train = dict(type='CIFAR100', data_root='data/cifar100', split='train')
+_train = dict(
+    type='CIFAR100', data_root='data/cifar100', split='train', download=False)
 _heldout = dict(type='LabelledSplit', ratio=0.9, seed=1)
 train_dataloader = dict(
     dataset=dict(

@@ -58,10 +58,10 @@ val_dataloader = dict(
     dataset=dict(_heldout, part='val'))
 val_evaluator = dict(type='Accuracy', topk=(1, 5))
 val_cfg = dict()
-# the masking network at 1e-5: Adam moves each of its 64·128 -> 512 input
-# weights by ~lr per step in the same direction, and at 1e-3 its
-# probabilities saturate to 0/1 within ~30 iterations, into one mask for
-# every image (work_dirs of that run: masks_iter_100.png)
+# the masking network at 1e-5: AdamW moves each of its 64·128 -> 512 input
+# weights by ~lr per step, and at the paper's 1e-3 its probabilities
+# saturate within ~15 masker updates into one position pattern for every
+# image (measured with the default weighting: docs/mlo_mae.md)
 optim_wrapper = dict(
     mae=dict(optimizer=dict(lr=1.5e-3)),
     head=dict(optimizer=dict(lr=1e-3)),

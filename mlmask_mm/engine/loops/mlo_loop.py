@@ -1,6 +1,6 @@
 """The training loop of MLO-MAE: three levels, three dataloaders.
 
-One *outer iteration* (design note, "The three levels"; paper eqs. 1–4):
+One *outer iteration* (paper eqs. 1–4, docs/mlo_mae.md):
 
     mae_batch   ← MAE dataloader            (unlabelled, level 1; K batches,
                                              one per unrolled MAE step)

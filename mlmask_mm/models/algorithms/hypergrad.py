@@ -47,7 +47,7 @@ Second-order products are computed either
 
 The callables must be deterministic functions of their arguments for the
 formulas to hold: a fixed hard mask, fixed masker input and dropout off
-(the design note's measured pitfalls).  They must not enter autocast
+(docs/mlo_mae.md, "Numerical pitfalls").  They must not enter autocast
 themselves; the caller decides the precision of the exact parts.
 
 Under DDP, ``reduce`` (an in-place mean over processes of a list of

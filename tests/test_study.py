@@ -18,7 +18,7 @@ CLASSES = ('a', 'b', 'c', 'd', 'e', 'f')
 MAE_DEMO = osp.join(REPO, 'configs', 'mae', 'mae_vit-tiny-p4_demo.py')
 SG_DEMO = osp.join(REPO, 'configs', 'sg_mae', 'sg-mae_vit-tiny-p4_demo.py')
 CL_DEMO = osp.join(REPO, 'configs', 'cl_mae', 'cl-mae_vit-tiny-p4_demo.py')
-MLO_C10 = osp.join(REPO, 'configs', 'mlo_mae', 'vit-tiny-p4_cifar10.py')
+MLO_C10 = osp.join(REPO, 'configs', 'mlo_mae', 'mlo-mae_vit-tiny-p4_1xb128-coslr-100e_cifar10.py')
 
 
 @pytest.fixture(scope='module', autouse=True)

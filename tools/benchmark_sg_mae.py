@@ -5,11 +5,13 @@ variants with the same architecture, weights, batch and optimizer are timed
 in one process, in alternating order over ``--rounds``:
 
 * ``mae``: ``RandomMasker`` (plain MAE, the reference);
-* ``sg_iteration``: ``SelfGuidedMasker(mode='iteration')``, informed masks
-  from an extra no-grad encoder pass + Ncut on every step;
-* ``sg_cached``: ``SelfGuidedMasker(mode='cached')``, informed masks read
-  from a filled relevance cache through each sample's crop box and flip
-  (random boxes and flips, fixed by the seed).
+* ``sg_iteration``: ``SelfGuidedMAE(generation='iteration')`` after the
+  switch, informed masks from an extra no-grad encoder pass + Ncut on every
+  step;
+* ``sg_cached``: ``SelfGuidedMAE(generation='once')`` (the default; also
+  what ``'refresh'`` does between refreshes) after the switch, informed
+  masks read from a filled relevance cache through each sample's crop box
+  and flip (random boxes and flips, fixed by the seed).
 
 Each round builds the three models afresh and runs their steps
 interleaved, one step of each in turn with the order rotating, because on a
@@ -17,8 +19,8 @@ shared machine load drifts within seconds and whole-variant blocks then
 measure the load, not the variant.  Peak memory is the process' over a
 round (all three models are alive together).
 
-The cached mode also pays for its refreshes: one no-grad pass + Ncut per
-image every k epochs.  ``refresh`` times one batch of it (eval mode, the
+The cached modes also pay for their generation passes: one no-grad pass +
+Ncut per image at T (``'once'``) and every k epochs (``'refresh'``).  ``refresh`` times one batch of it (eval mode, the
 same batch size, once per step in the interleaved loop) and the amortised cost per training step is
 ``refresh_ms / k`` (an epoch has as many steps as a refresh has batches).
 Printed: ms/step per variant, ratios to ``mae``, the refresh time (also
@@ -37,8 +39,8 @@ import torch
 def add_arguments(parser) -> None:
     g = parser.add_argument_group('sg-mae')
     g.add_argument('--sg-masker', default='{}',
-                   help='JSON kwargs for SelfGuidedMasker (both modes), '
-                   'e.g. \'{"max_iters": 30}\'')
+                   help="JSON settings of SelfGuidedMAE's Ncut (both modes, "
+                   'model.ncut), e.g. \'{"max_iters": 30}\'')
     g.add_argument('--refresh-intervals', default='1,5,10,20',
                    help='k values (epochs between cache refreshes) for the '
                    "cached mode's amortised cost")
@@ -62,10 +64,8 @@ def view_samples(batch_size: int, seed: int):
 
 @torch.no_grad()
 def refresh_batch(model, inputs):
-    """What SelfGuidedCacheHook does per batch: relevance of whole images."""
-    masker = model.masker
-    tokens = model.backbone.embed(inputs)
-    return masker.relevance(masker.token_features(model, tokens))
+    """What SelfGuidedHook's generation pass does per batch."""
+    return model.image_relevance(inputs, warn=False)
 
 
 def interleaved_training(models, inputs, samples, args, device,
@@ -126,7 +126,7 @@ def bench_time(fn, sync, out) -> None:
 
 
 def run(args, bench) -> dict:
-    from mlmask_mm.models.maskers.relevance_cache import RelevanceCache
+    from mlmask_mm.models.algorithms.relevance_cache import RelevanceCache
     from mmengine.logging import MMLogger
 
     if args.threads:
@@ -135,13 +135,13 @@ def run(args, bench) -> dict:
                           if args.device == 'auto' else args.device)
     ours, _, summary = bench.build_cfgs(args)
     sg_kwargs = json.loads(args.sg_masker)
-    maskers = dict(
-        mae=dict(type='RandomMasker', mask_ratio=bench.MASK_RATIO),
-        sg_iteration=dict(type='SelfGuidedMasker', mode='iteration',
-                          mask_ratio=bench.MASK_RATIO, **sg_kwargs),
-        sg_cached=dict(type='SelfGuidedMasker', mode='cached',
-                       mask_ratio=bench.MASK_RATIO, **sg_kwargs))
-    cfgs = {name: dict(ours, masker=m) for name, m in maskers.items()}
+    random = dict(type='RandomMasker', mask_ratio=bench.MASK_RATIO)
+    cfgs = dict(
+        mae=dict(ours, masker=random),
+        sg_iteration=dict(ours, type='SelfGuidedMAE', masker=random,
+                          generation='iteration', ncut=sg_kwargs),
+        sg_cached=dict(ours, type='SelfGuidedMAE', masker=random,
+                       generation='once', ncut=sg_kwargs))
 
     torch.manual_seed(args.seed)
     logger = MMLogger.get_current_instance()
@@ -152,7 +152,8 @@ def run(args, bench) -> dict:
         ref.init_weights()
     finally:
         logger.setLevel(level)
-    state = {k: v.detach().clone() for k, v in ref.state_dict().items()}
+    state = {k: v.detach().clone() for k, v in ref.state_dict().items()
+             if torch.is_tensor(v)}  # not SelfGuidedMAE's _extra_state
     g = torch.Generator().manual_seed(args.seed)
     img = summary['img_size']
     inputs = torch.randn(args.batch_size, 3, img, img, generator=g).to(device)
@@ -162,10 +163,9 @@ def run(args, bench) -> dict:
     # the refresh: one batch of whole images, eval mode, no grad; timed
     # in the interleaved loop, its two parts too
     ref.to(device).eval()
-    masker = ref.masker
     with bench.autocast(device, args.dtype), torch.no_grad():
         maps = refresh_batch(ref, inputs)
-        features = masker.token_features(ref, ref.backbone.embed(inputs))
+        features = ref.token_features(ref.backbone.embed(inputs))
     cache = RelevanceCache(args.batch_size, grid)
     cache.store(torch.arange(args.batch_size), maps)
 
@@ -177,9 +177,10 @@ def run(args, bench) -> dict:
 
     extras = dict(
         refresh=timed(lambda: refresh_batch(ref, inputs)),
-        refresh_encoder_pass=timed(lambda: masker.token_features(
-            ref, ref.backbone.embed(inputs))),
-        refresh_ncut_and_relevance=timed(lambda: masker.relevance(features)))
+        refresh_encoder_pass=timed(lambda: ref.token_features(
+            ref.backbone.embed(inputs))),
+        refresh_ncut_and_relevance=timed(
+            lambda: ref.relevance_from_features(features, warn=False)))
 
     memory = bench.PeakMemory(device)
     names = list(cfgs)
@@ -190,7 +191,9 @@ def run(args, bench) -> dict:
         for name in names:
             models[name] = bench.build(cfgs[name])
             models[name].load_state_dict(state, strict=False)
-        models['sg_cached'].masker.cache = cache
+        for name in ('sg_iteration', 'sg_cached'):  # after the switch
+            models[name].start_informed(0, 0)
+        models['sg_cached'].cache = cache
         memory.reset()
         times = interleaved_training(models, inputs, samples, args, device,
                                      extras, first=r)
@@ -199,7 +202,8 @@ def run(args, bench) -> dict:
         for name in extras:
             refresh_ms.setdefault(name, []).extend(
                 t * 1e3 for t in times[name]['times'])
-        solver_iters.append(models['sg_iteration'].masker.last_solver_iters)
+        solver_iters.append(int(
+            models['sg_iteration'].solver_log.products.max()))
         del models
         gc.collect()
         if device.type == 'cuda':
@@ -224,7 +228,7 @@ def run(args, bench) -> dict:
             sg_cached=cached / base),
         refresh=dict(ms_per_batch=refresh,
                      timed=len(refresh_ms['refresh']),
-                     solver_iters=masker.last_solver_iters,
+                     solver_iters=int(ref.solver_log.products.max()),
                      encoder_pass_ms=statistics.median(
                          refresh_ms['refresh_encoder_pass']),
                      ncut_and_relevance_ms=statistics.median(

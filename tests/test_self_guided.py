@@ -226,16 +226,18 @@ def test_relevance_is_high_on_the_object_cluster():
 
 
 def test_affinity_is_fully_connected_with_negatives_clamped():
-    x = torch.tensor([[[1., 0.], [0.6, 0.8], [-1., 0.1]]],
+    x = torch.tensor([[[1., 0.], [0.6, 0.8], [-1., 0.1], [0.1, 0.995]]],
                      dtype=torch.float64)
     W = affinity(x)  # default tau = 0
     cos = torch.nn.functional.normalize(x, dim=-1)
     cos = cos @ cos.transpose(1, 2)
+    assert 0 < float(cos[0, 0, 3]) < 0.2  # an edge TokenCut's 0.2 drops
     torch.testing.assert_close(W[cos > 0], cos[cos > 0])  # kept as is
     assert bool((W[cos <= 0] == 1e-5).all())
-    assert abs(float(W[0, 0, 1]) - 0.6) < 1e-12
     # the threshold option (TokenCut's tau): a 0.6 edge goes at tau = 0.7
     assert float(affinity(x, tau=0.7)[0, 0, 1]) == 1e-5
+    # and SelfGuidedMAE builds its graph with tau = 0 by default
+    assert tiny_sg().ncut['tau'] == 0.0
 
 
 # -------------------------------------------------- features A(X W^V)

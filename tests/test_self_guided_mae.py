@@ -302,7 +302,7 @@ def _two_rank_worker(rank, world, init_file, image_root, out_file):
                 dict(type='Resize', scale=(16, 16), keep_ratio=False),
                 dict(type='PackInputs', meta_keys=('sample_idx', ))])
         hook = SelfGuidedHook()
-        hook._whole = dataset  # 5 images: uneven shards
+        hook._whole = dataset
         runner = types.SimpleNamespace(
             model=model, iter=0, optim_wrapper=None,
             message_hub=MessageHub.get_instance(f'sg{rank}'),
@@ -318,13 +318,15 @@ def _two_rank_worker(rank, world, init_file, image_root, out_file):
         dist.destroy_process_group()
 
 
-def test_two_ranks_that_would_decide_differently_agree(tmp_path):
+@pytest.mark.parametrize('num_images', [5, 1])  # uneven; one rank empty
+def test_two_ranks_that_would_decide_differently_agree(tmp_path,
+                                                       num_images):
     """Rates summed over the ranks, decision broadcast: both ranks switch
     at the same check and the generation's all-gather completes."""
     import torch.multiprocessing as mp
     from conftest import make_image_folder
     root = make_image_folder(str(tmp_path / 'img'), classes=('a', ),
-                             per_class=5)
+                             per_class=num_images)
     ctx = mp.start_processes(
         _two_rank_worker, args=(2, str(tmp_path / 'init'), root,
                                 str(tmp_path / 'out')),
@@ -342,5 +344,5 @@ def test_two_ranks_that_would_decide_differently_agree(tmp_path):
     p, r_vo, r_mo = out[0]['history'][0]
     assert abs(r_vo - 0.475) < 1e-12 and abs(r_mo - 0.525) < 1e-12
     for o in out:
-        assert bool(o['filled'].all()) and len(o['filled']) == 5
+        assert bool(o['filled'].all()) and len(o['filled']) == num_images
     assert torch.equal(out[0]['maps'], out[1]['maps'])

@@ -276,17 +276,16 @@ class SelfGuidedHook(Hook):
                         float(log.hit_cap.sum())], dtype=torch.float64)
         finally:
             model.train(was_training)
-        grid = tuple(model.backbone.patch_resolution)
+        h, w = model.backbone.patch_resolution
         indices = torch.tensor(indices, dtype=torch.long)
-        maps = torch.cat(maps) if maps else torch.zeros(0, *grid).half()
+        maps = torch.cat(maps) if maps else torch.zeros(0, h * w).half()
         if world > 1:
             indices, maps = gather_shards(indices, maps,
                                           math.ceil(num / world))
             all_reduce(stats, op='sum')
         if model.cache is None or len(model.cache.filled) != num:
             model.new_cache(num)
-        model.store_relevance(indices, maps.reshape(len(indices), -1),
-                              progress)
+        model.store_relevance(indices, maps, progress)
         products, images, capped = stats.tolist()
         hub = runner.message_hub
         hub.update_scalar('train/sg_solver_products', products / images)

@@ -256,7 +256,7 @@ def test_sg_configs_build():
     from mlmask_mm.apis import check_config
     names = ('sg-mae_vit-tiny-p4_demo.py',
              'sg-mae_vit-tiny-p4_demo_iteration.py',
-             'sg-mae_vit-tiny-p2_cifar10.py',
+             'sg-mae_vit-tiny-p2_1xb256-amp-coslr-400e_cifar10.py',
              'sg-mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py',
              'sg-mae_vit-base-p16_8xb512-amp-coslr-400e_in1k_refresh10.py')
     for name in names:

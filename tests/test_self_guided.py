@@ -108,7 +108,8 @@ def test_rollout_drops_the_class_token_and_renormalises():
 
 # ------------------------------------------------------------ Ncut solver
 def scipy_fiedler(W: torch.Tensor) -> torch.Tensor:
-    """Reference: eigenvector of the 2nd smallest λ of (D − W) y = λ D y."""
+    """Reference: the eigenvector of the 2nd smallest λ of
+    (D − W) y = λ D y (eq. 4), by scipy."""
     w = W.double().numpy()
     D = np.diag(w.sum(1))
     _, vecs = scipy.linalg.eigh(D - w, D)

@@ -6,7 +6,6 @@ import pytest
 import torch
 from mmpretrain.structures import DataSample
 
-from mlmask_mm.datasets import SELF_GUIDED_META_KEYS
 from mlmask_mm.models.algorithms.relevance_cache import (RelevanceCache,
                                                          view_relevance)
 from mlmask_mm.models.algorithms.self_guided_ncut import (affinity,

@@ -279,7 +279,7 @@ def test_sg_configs_build():
 # ------------------------------------------------------------- two ranks
 def _two_rank_worker(rank, world, init_file, image_root, out_file):
     import torch.distributed as dist
-    from mmengine.dataset import Compose, default_collate
+    from mmengine.dataset import default_collate
     from mmengine.logging import MessageHub, MMLogger
     from mmengine.registry import DefaultScope
     from mlmask_mm.datasets import ImageFolder
@@ -309,7 +309,6 @@ def _two_rank_worker(rank, world, init_file, image_root, out_file):
             logger=MMLogger.get_instance(f'sg{rank}'),
             train_dataloader=types.SimpleNamespace(
                 batch_size=2, num_workers=0, collate_fn=default_collate))
-        del Compose
         hook.check(runner, 1, 1)
         torch.save(dict(switch_at=model.switch_at, history=model.history,
                         maps=model.cache.maps, filled=model.cache.filled),

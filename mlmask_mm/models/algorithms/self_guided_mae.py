@@ -226,8 +226,8 @@ class SelfGuidedMAE(MaskedMAE):
 
     @torch.no_grad()
     def measure_rates(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Σ over the images of R_{V→O}, R_{M→O} at the last decoder layer,
-        and their count: a float64 3-vector (summed over ranks by the hook).
+        """Σ over the images of R_{V→O}, R_{M→O} at the last decoder
+        layer, and their count: a float64 3-vector (summed over ranks by the hook).
 
         Under random masks from ``measurement.seed`` (the global RNG is left
         as it was), in eval mode.

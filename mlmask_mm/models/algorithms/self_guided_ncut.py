@@ -128,8 +128,9 @@ def fiedler_vector(W: torch.Tensor,
         sa = ya > ya.mean(-1, keepdim=True)
         prev = side[active]
         same = ((sa == prev).all(-1) | (sa == ~prev).all(-1)).cpu()
-        unchanged[active] = torch.where(same, unchanged[active] + it - last,
-                                        torch.zeros_like(same, dtype=torch.long))
+        unchanged[active] = torch.where(
+            same, unchanged[active] + it - last,
+            torch.zeros_like(same, dtype=torch.long))
         last = it
         side[active] = sa
         y[active] = ya

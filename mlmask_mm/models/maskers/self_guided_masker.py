@@ -96,8 +96,9 @@ class SelfGuidedMasker(BaseMasker):
         relevance = context.importance
         B, L = relevance.shape
         if tokens.shape[:2] != (B, L):
-            raise ValueError(f'SelfGuidedMasker: relevance {tuple(relevance.shape)} '
-                             f'does not match the tokens {tuple(tokens.shape[:2])}')
+            raise ValueError(
+                f'SelfGuidedMasker: relevance {tuple(relevance.shape)} does '
+                f'not match the tokens {tuple(tokens.shape[:2])}')
         num_keep = self.num_keep(L)
         ranking = informed_ranking(relevance, L - num_keep,
                                    context.hint_ratio, self.hint_mode)

@@ -345,3 +345,50 @@ def test_two_ranks_that_would_decide_differently_agree(tmp_path,
     for o in out:
         assert bool(o['filled'].all()) and len(o['filled']) == num_images
     assert torch.equal(out[0]['maps'], out[1]['maps'])
+
+
+def test_analysis_tool_on_the_imagenet_config(tmp_path):
+    """tools/analysis/sg_analysis.py on the ImageNet config (shrunk): an
+    ImageNet-style tree of images of different sizes."""
+    import subprocess
+    import sys
+    import numpy as np
+    from PIL import Image
+    from conftest import REPO
+    root = tmp_path / 'imagenet'
+    rng = np.random.default_rng(0)
+    lines = []
+    for label, (cls, (h, w)) in enumerate([('n01', (60, 40)),
+                                          ('n02', (36, 52))]):
+        (root / 'train' / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), np.uint8)).save(
+                root / 'train' / cls / f'{i}.JPEG')
+            lines.append(f'{cls}/{i}.JPEG {label}')
+    (root / 'meta').mkdir()
+    (root / 'meta' / 'train.txt').write_text('\n'.join(lines) + '\n')
+    config = tmp_path / 'tiny_in1k.py'
+    base = osp.join(REPO, 'configs', 'sg_mae',
+                    'sg-mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py')
+    config.write_text(
+        f"_base_ = [{base!r}]\n"
+        "model = dict(backbone=dict(arch=dict(_delete_=True, embed_dims=32, "
+        "num_layers=2, "
+        "num_heads=2, feedforward_channels=64), img_size=32),\n"
+        "             neck=dict(num_patches=4, embed_dim=32, "
+        "decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2))\n"
+        "train_dataloader = dict(dataset=dict(pipeline=[\n"
+        "    dict(type='LoadImageFromFile'),\n"
+        "    dict(type='RecordedRandomResizedCrop', scale=32),\n"
+        "    dict(type='PackInputs')]))\n")
+    out = tmp_path / 'analysis'
+    proc = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'analysis', 'sg_analysis.py'),
+         str(config), '--data', str(root), '--num-images', '4', '--out-dir',
+         str(out)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['num_images'] == 4
+    assert abs(sum(metrics['exploitation'][0][k] for k in ('R_VO', 'R_MO'))
+               - 1) < 1e-5

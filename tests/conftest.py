@@ -74,7 +74,7 @@ def tiny_config(data_root: str, work_dir: str, max_iters: int = 4,
     ds = cfg.train_dataloader.dataset
     ds.data_root = data_root
     for t in ds.pipeline:
-        if t['type'] == 'RandomResizedCrop':
+        if t['type'] in ('RandomResizedCrop', 'RecordedRandomResizedCrop'):
             t['scale'] = img_size
     cfg.train_dataloader.batch_size = batch_size
     cfg.train_dataloader.num_workers = 0

@@ -1,47 +1,200 @@
-"""Self-Guided MAE's informed masker: Ncut solver, bi-partition, hints."""
+"""Self-Guided MAE's math: exploitation-rate rollout, Ncut solver, graph
+features, relevance ranking and hints (docs/self_guided_mae.md)."""
+import warnings
+
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
 
-from mlmask_mm.models.maskers.self_guided_masker import (
-    SelfGuidedMasker, affinity, fiedler_vector, informed_ranking,
-    object_relevance)
+from mlmask_mm.models.algorithms.exploitation import exploitation_rates
+from mlmask_mm.models.algorithms.self_guided_ncut import (affinity,
+                                                          fiedler_vector,
+                                                          object_relevance)
+from mlmask_mm.models.maskers import InformedMaskContext, MaskContext
+from mlmask_mm.models.maskers.self_guided_masker import (SelfGuidedMasker,
+                                                         informed_ranking)
 from mlmask_mm.registry import MODELS
 
 
+# ------------------------------------------------------ exploitation rates
+def random_attention(B, L, layers, seed):
+    g = torch.Generator().manual_seed(seed)
+    return [(3 * torch.randn(B, L, L, generator=g, dtype=torch.float64))
+            .softmax(-1) for _ in range(layers)]
+
+
+def random_masks(B, L, num_mask, seed):
+    g = torch.Generator().manual_seed(seed)
+    order = torch.rand(B, L, generator=g).argsort(-1)
+    return torch.zeros(B, L).scatter_(1, order[:, :num_mask], 1.0)
+
+
+def test_rollout_conserves_mass_and_stays_in_unit_interval():
+    B, L = 5, 16
+    mask = random_masks(B, L, 12, seed=0)
+    out = exploitation_rates(random_attention(B, L, 8, seed=1), mask)
+    assert len(out) == 8
+    for layer in out:
+        torch.testing.assert_close(layer['R_VO'] + layer['R_MO'],
+                                   torch.ones(B, dtype=torch.float64))
+        for b in 'VM':  # each column of the rollout sums to 1
+            torch.testing.assert_close(layer[f'R_V{b}'] + layer[f'R_M{b}'],
+                                       torch.ones(B, dtype=torch.float64))
+        for value in layer.values():
+            assert bool(((value >= 0) & (value <= 1)).all())
+
+
+def test_rollout_of_special_attentions():
+    B, L, m = 3, 16, 0.75
+    mask = random_masks(B, L, 12, seed=2)
+    eye = [torch.eye(L, dtype=torch.float64).expand(B, L, L)] * 4
+    last = exploitation_rates(eye, mask)[-1]
+    torch.testing.assert_close(last['R_MO'],
+                               torch.full((B, ), m, dtype=torch.float64))
+    # uniform attention over 8 layers (eq. 6 applied to A = B pairs with
+    # R^(0) = 1 gave R_MO = 23.1 here): the share of mask tokens, m
+    uniform = [torch.full((B, L, L), 1 / L, dtype=torch.float64)] * 8
+    last = exploitation_rates(uniform, mask)[-1]
+    torch.testing.assert_close(last['R_MO'],
+                               torch.full((B, ), m, dtype=torch.float64))
+    # every query attends to visible keys only: nothing comes from M
+    to_visible = (1 - mask).unsqueeze(1).expand(B, L, L).double()
+    to_visible = to_visible / to_visible.sum(-1, keepdim=True)
+    last = exploitation_rates([to_visible] * 3, mask)[-1]
+    torch.testing.assert_close(last['R_MO'],
+                               torch.zeros(B, dtype=torch.float64))
+    torch.testing.assert_close(last['R_VO'],
+                               torch.ones(B, dtype=torch.float64))
+
+
+def test_rollout_of_a_hand_built_two_layer_case():
+    # 4 tokens: V = {0, 1}, M = {2, 3}, m = 1/2; rows are queries
+    A1 = torch.tensor([[0.4, 0.2, 0.3, 0.1],
+                       [0.1, 0.5, 0.2, 0.2],
+                       [0.3, 0.1, 0.4, 0.2],
+                       [0.3, 0.3, 0.1, 0.3]], dtype=torch.float64)
+    A2 = torch.tensor([[0.25, 0.25, 0.25, 0.25],
+                       [0.7, 0.1, 0.1, 0.1],
+                       [0.1, 0.1, 0.1, 0.7],
+                       [0.0, 0.2, 0.3, 0.5]], dtype=torch.float64)
+    mask = torch.tensor([[0., 0., 1., 1.]])
+    out = exploitation_rates([A1[None], A2[None]], mask)
+    # by hand, r_{C→B} = (1/|B|) Σ_{i∈B} Σ_{j∈C} A_ij:
+    # layer 1: r_VV = .6, r_MV = .4, r_VM = .5, r_MM = .5 and R^(1) = r
+    # layer 2: r_VV = .65, r_MV = .35, r_VM = .2, r_MM = .8
+    # R^(2)_{A→B} = Σ_C r_{C→B} R^(1)_{A→C}:
+    #   R_VV = .65*.6 + .35*.5 = .565   R_VM = .2*.6 + .8*.5 = .52
+    #   R_MV = .65*.4 + .35*.5 = .435   R_MM = .2*.4 + .8*.5 = .48
+    # R_VO = (R_VM + R_VV)/2, R_MO = (R_MM + R_MV)/2
+    expected = [dict(R_VV=.6, R_VM=.5, R_MV=.4, R_MM=.5, R_VO=.55,
+                     R_MO=.45),
+                dict(R_VV=.565, R_VM=.52, R_MV=.435, R_MM=.48, R_VO=.5425,
+                     R_MO=.4575)]
+    for layer, want in zip(out, expected):
+        for key, value in want.items():
+            assert abs(float(layer[key]) - value) < 1e-12, (key, layer[key])
+
+
+def test_rollout_drops_the_class_token_and_renormalises():
+    """Attention to the class token is left out: rows renormalised over
+    the patch keys (so the rates still conserve mass)."""
+    mask = torch.tensor([[0., 1., 1., 1.]])
+    A = torch.rand(1, 4, 4, dtype=torch.float64) * 0.5  # rows sum < 1
+    out = exploitation_rates([A], mask)[0]
+    torch.testing.assert_close(out['R_VO'] + out['R_MO'],
+                               torch.ones(1, dtype=torch.float64))
+
+
+# ------------------------------------------------------------ Ncut solver
 def scipy_fiedler(W: torch.Tensor) -> torch.Tensor:
-    """Reference: eigenvector of the 2nd smallest λ of (D − W) y = λ D y."""
-    w = W.numpy()
+    """Reference: the eigenvector of the 2nd smallest λ of
+    (D − W) y = λ D y (eq. 4), by scipy."""
+    w = W.double().numpy()
     D = np.diag(w.sum(1))
     _, vecs = scipy.linalg.eigh(D - w, D)
     y = torch.from_numpy(vecs[:, 1])
     return y / y.norm()
 
 
-def clustered_features(B=3, L=49, C=12, seed=0):
+def planted(B, L, C, separation, seed, share=0.4, dtype=torch.float64):
+    """Two clusters of token features at ``separation`` apart (unit noise);
+    small separations give a small spectral gap."""
     g = torch.Generator().manual_seed(seed)
-    centres = torch.randn(2, C, generator=g, dtype=torch.float64) * 3
-    labels = (torch.rand(B, L, generator=g) > 0.6).long()
-    noise = torch.randn(B, L, C, generator=g, dtype=torch.float64)
-    return centres[labels] + noise, labels
+    centres = torch.randn(2, C, generator=g, dtype=torch.float64)
+    centres = centres / centres.norm(dim=-1, keepdim=True) * separation
+    labels = (torch.rand(B, L, generator=g) < share).long()
+    base = torch.randn(C, generator=g, dtype=torch.float64)
+    x = base + centres[labels] + torch.randn(B, L, C, generator=g,
+                                             dtype=torch.float64)
+    return x.to(dtype), labels
 
 
-@pytest.mark.parametrize('kind', ['clustered', 'random'])
-def test_fiedler_vector_matches_scipy_generalised_eigh(kind):
-    if kind == 'clustered':
-        feats, _ = clustered_features()
-        W = affinity(feats)
-    else:
-        g = torch.Generator().manual_seed(1)
-        W = affinity(torch.randn(3, 40, 8, generator=g, dtype=torch.float64),
-                     tau=0.0)
-    y, iters = fiedler_vector(W, tol=1e-11, max_iters=5000)
-    assert iters < 5000
+def agreement(a, b):
+    same = (a == b).double().mean(-1)
+    return torch.maximum(same, 1 - same)
+
+
+def split(y):
+    return y > y.mean(-1, keepdim=True)
+
+
+def test_fiedler_vector_matches_scipy_in_float64():
+    feats, _ = planted(3, 49, 12, 6.0, seed=0)
+    W = affinity(feats)
+    y, log = fiedler_vector(W, tol=1e-11, max_iters=5000, patience=None)
+    assert bool(log.converged.all()) and not bool(log.hit_cap.any())
     for b in range(W.shape[0]):
         ref = scipy_fiedler(W[b])
-        err = min((y[b] - ref).norm(), (y[b] + ref).norm())  # up to sign
-        assert err < 1e-6, (b, float(err))
+        assert min((y[b] - ref).norm(), (y[b] + ref).norm()) < 1e-6
+
+
+@pytest.mark.parametrize('separation,min_agree,more_than_100', [
+    (8.0, 1.0, False),    # clear clusters
+    (2.5, 0.97, True),    # weak gap: needs more than 100 products
+])
+def test_fiedler_vector_at_production_settings(separation, min_agree,
+                                               more_than_100):
+    """fp32, L = 196 (ViT-B/16), the default tol / cap / patience."""
+    feats, labels = planted(16, 196, 64, separation, seed=1,
+                            dtype=torch.float32)
+    W = affinity(feats)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # no "unconverged" warning
+        y, log = fiedler_vector(W)
+    ref = torch.stack([scipy_fiedler(W[b]) for b in range(16)])
+    agree = agreement(split(y), split(ref))
+    assert float(agree.min()) >= min_agree, agree
+    assert float(agree.mean()) >= 0.99
+    # the log: every image stopped on its own, none at the cap
+    assert not bool(log.hit_cap.any())
+    assert bool((log.converged | log.stable).all())
+    assert bool((log.products <= 500).all())
+    assert bool((log.products > 100).any()) == more_than_100
+    summary = log.summary()
+    assert summary['cap_share'] == 0.0
+    assert summary['converged_share'] + summary['stable_share'] == 1.0
+    # as good as the exact solution at recovering the planted split
+    exact = agreement(split(ref), labels.bool()).mean()
+    ours = agreement(split(y), labels.bool()).mean()
+    assert abs(float(exact - ours)) < 0.01
+
+
+def test_fiedler_vector_warns_and_logs_when_the_cap_is_hit():
+    feats, _ = planted(8, 196, 64, 2.0, seed=1, dtype=torch.float32)
+    with pytest.warns(RuntimeWarning, match='unconverged'):
+        _, log = fiedler_vector(affinity(feats), max_iters=100)
+    assert bool(log.hit_cap.any())
+    assert bool((log.products[log.hit_cap] == 100).all())
+    assert log.summary()['cap_share'] == float(log.hit_cap.float().mean())
+
+
+def test_fiedler_vector_stops_each_image_on_its_own():
+    """A batch of an easy and a hard graph: the easy one stops early."""
+    easy, _ = planted(1, 196, 64, 8.0, seed=3, dtype=torch.float32)
+    hard, _ = planted(1, 196, 64, 2.5, seed=1, dtype=torch.float32)
+    _, log = fiedler_vector(affinity(torch.cat([easy, hard])))
+    assert int(log.products[0]) < int(log.products[1])
 
 
 def test_ncut_recovers_two_flat_regions():
@@ -57,26 +210,85 @@ def test_ncut_recovers_two_flat_regions():
         B, h * w, -1)
     patches = patches + 0.05 * torch.randn(patches.shape, generator=g)
     patches = patches - patches.mean(dim=1, keepdim=True)  # centre features
-    y, _ = fiedler_vector(affinity(patches.double()), tol=1e-8,
-                          max_iters=500)
-    side = y > y.mean(-1, keepdim=True)
+    y, _ = fiedler_vector(affinity(patches.double()), tol=1e-8)
     truth = region.flatten(1)
-    for b in range(B):
-        agree = (side[b] == truth[b]).float().mean()
-        assert max(agree, 1 - agree) == 1.0
+    assert bool((agreement(split(y), truth) == 1.0).all())
 
 
 def test_relevance_is_high_on_the_object_cluster():
-    feats, labels = clustered_features()
-    y, _ = fiedler_vector(affinity(feats), tol=1e-10, max_iters=1000)
+    feats, _ = planted(3, 49, 12, 6.0, seed=0)
+    y, _ = fiedler_vector(affinity(feats), tol=1e-10)
     rel = object_relevance(feats, y)
-    side = y > y.mean(-1, keepdim=True)
+    side = split(y)
     anchor = y.abs().argmax(-1, keepdim=True)
     obj = side == torch.gather(side, 1, anchor)
     for b in range(feats.shape[0]):
         assert rel[b][obj[b]].min() > rel[b][~obj[b]].max()
 
 
+def test_affinity_is_fully_connected_with_negatives_clamped():
+    x = torch.tensor([[[1., 0.], [0.6, 0.8], [-1., 0.1], [0.1, 0.995]]],
+                     dtype=torch.float64)
+    W = affinity(x)  # default tau = 0
+    cos = torch.nn.functional.normalize(x, dim=-1)
+    cos = cos @ cos.transpose(1, 2)
+    assert 0 < float(cos[0, 0, 3]) < 0.2  # an edge TokenCut's 0.2 drops
+    torch.testing.assert_close(W[cos > 0], cos[cos > 0])  # kept as is
+    assert bool((W[cos <= 0] == 1e-5).all())
+    # the threshold option (TokenCut's tau): a 0.6 edge goes at tau = 0.7
+    assert float(affinity(x, tau=0.7)[0, 0, 1]) == 1e-5
+    # and SelfGuidedMAE builds its graph with tau = 0 by default
+    assert tiny_sg().ncut['tau'] == 0.0
+
+
+# -------------------------------------------------- features A(X W^V)
+def tiny_sg(**kwargs):
+    from test_masked_mae import model_cfg
+    cfg = model_cfg(algorithm='SelfGuidedMAE', **kwargs)
+    cfg['backbone']['arch'] = dict(embed_dims=32, num_layers=3, num_heads=2,
+                                   feedforward_channels=64)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    return model.double().eval()
+
+
+@pytest.mark.parametrize('layer', [-2, 0])
+def test_graph_features_are_the_attention_output_before_projection(layer):
+    """X′ = A(X W^V) of block ``feature_layer`` (eq. 2), recomputed from the
+    block's weights: heads of softmax(q kᵀ/√d) v, concatenated."""
+    model = tiny_sg(feature_layer=layer)
+    bb = model.backbone
+    tokens = bb.embed(torch.randn(2, 3, 16, 16, dtype=torch.float64))
+    got = model.token_features(tokens)
+    x = torch.cat([(bb.cls_token + bb.pos_embed[:, :1]).expand(2, -1, -1),
+                   tokens], 1)
+    n = layer % len(bb.layers)
+    for block in bb.layers[:n]:
+        x = block(x)
+    block = bb.layers[n]
+    h = block.ln1(x)
+    Wq, Wk, Wv = block.attn.qkv.weight.chunk(3)
+    bq, bk, bv = block.attn.qkv.bias.chunk(3)
+    heads, d = block.attn.num_heads, 32 // block.attn.num_heads
+    out = []
+    for i in range(heads):
+        s = slice(i * d, (i + 1) * d)
+        q = h @ Wq[s].T + bq[s]
+        k = h @ Wk[s].T + bk[s]
+        v = h @ Wv[s].T + bv[s]
+        A = torch.softmax(q @ k.transpose(1, 2) / d**0.5, -1)
+        out.append(A @ v)
+    want = torch.cat(out, -1)[:, 1:]
+    assert got.shape == (2, 16, 32)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    # the block-output option gives the residual stream instead
+    model.features = 'blocks'
+    torch.testing.assert_close(model.token_features(tokens),
+                               block(x)[:, 1:], rtol=1e-10, atol=1e-10)
+
+
+# ------------------------------------------------------- ranking and hints
 @pytest.mark.parametrize('hint_ratio,mode', [(0.0, 'uniform'),
                                              (0.1, 'uniform'),
                                              (0.25, 'relevance')])
@@ -92,8 +304,7 @@ def test_exact_counts_and_hints_inside_object_set(hint_ratio, mode):
     n_hint = round(hint_ratio * num_mask)
     hints = in_top & ~masked  # revealed although among the most relevant
     assert torch.all(hints.sum(-1) == n_hint)
-    # the swapped-in patches are the least relevant visible ones
-    fillers = masked & ~in_top
+    fillers = masked & ~in_top  # the least relevant visible ones
     assert torch.all(fillers.sum(-1) == n_hint)
     if n_hint:
         least = rel.argsort(-1)[:, :n_hint]
@@ -101,156 +312,16 @@ def test_exact_counts_and_hints_inside_object_set(hint_ratio, mode):
                            .scatter_(1, least, True))
 
 
-def test_masker_in_masked_mae_uses_model_features():
-    from test_masked_mae import model_cfg
-    model = MODELS.build(model_cfg(masker=dict(
-        type='SelfGuidedMasker', mask_ratio=0.75, hint_ratio=0.1)))
-    images = torch.randn(3, 3, 16, 16)
-    _, result = model.mask(images)
-    assert torch.all(result.mask.sum(-1) == 16 - 4)
-    assert result.scores.shape == (3, 16)
-    loss = model.loss(images, [])['loss']
-    loss.backward()
-    assert torch.isfinite(loss)
-    assert model.masker.last_solver_iters >= 1
-    with pytest.raises(ValueError, match='needs the model'):
-        model.masker(torch.zeros(1, 16, 32))
-    with pytest.raises(ValueError, match='hint_ratio'):
-        SelfGuidedMasker(hint_ratio=1.0)
-
-
-# ------------------------------------------------------ exploitation rates
-def test_exploitation_rates_of_a_hand_built_attention():
-    from mlmask_mm.engine.exploitation import exploitation_rates
-    # 4 tokens: V = {0, 1}, M = {2, 3}; rows are queries
-    A1 = torch.tensor([[0.4, 0.2, 0.3, 0.1],
-                       [0.1, 0.5, 0.2, 0.2],
-                       [0.3, 0.1, 0.4, 0.2],
-                       [0.2, 0.2, 0.1, 0.5]], dtype=torch.float64)
-    A2 = torch.tensor([[0.25] * 4,
-                       [0.7, 0.1, 0.1, 0.1],
-                       [0.1, 0.1, 0.1, 0.7],
-                       [0.0, 0.2, 0.3, 0.5]], dtype=torch.float64)
-    mask = torch.tensor([[0., 0., 1., 1.]])
-    m = 0.5
-    out = exploitation_rates([A1[None], A2[None]], mask, m)
-
-    def r(A, src, dst):  # (1/|dst|) Σ_{i∈dst} Σ_{j∈src} A_ij
-        return sum(A[i, j] for i in dst for j in src) / len(dst)
-
-    V, M = [0, 1], [2, 3]
-    sets = {'V': V, 'M': M}
-    R = {(a, b): 1.0 for a in 'VM' for b in 'VM'}
-    for layer, A in enumerate((A1, A2)):
-        R = {(a, b): r(A, sets[a], sets[b]) * R[(a, a)] +
-             r(A, sets[b], sets[b]) * R[(a, b)] for a in 'VM' for b in 'VM'}
-        R_VO = m * R[('V', 'M')] + (1 - m) * R[('V', 'V')]
-        R_MO = m * R[('M', 'M')] + (1 - m) * R[('M', 'V')]
-        assert torch.isclose(out[layer]['R_VO'], torch.tensor(R_VO,
-                             dtype=torch.float64))
-        assert torch.isclose(out[layer]['R_MO'], torch.tensor(R_MO,
-                             dtype=torch.float64))
-    # layer 1 by hand: r_VV = (0.6 + 0.6)/2, r_MM = (0.6 + 0.6)/2 ...
-    assert torch.isclose(out[0]['R_VV'], torch.tensor(1.2, dtype=torch.float64))
-
-
-def test_recorded_attention_reproduces_the_block_output():
-    """The recorded weights are the ones SDPA applied."""
-    from test_masked_mae import model_cfg
-    from mlmask_mm.models.algorithms.block_walk import walk_blocks
-    model = MODELS.build(model_cfg())
-    model.init_weights()
-    model.eval()
-    blocks = model.neck.decoder_blocks[:1]
-    attn = blocks[0].attn
-    x = torch.randn(2, 17, 16)
-    w = walk_blocks(blocks, x, return_attention=True).attention[0]
-    assert w.shape == (2, 17, 17)
-    torch.testing.assert_close(w.sum(-1), torch.ones(2, 17))
-    # with one head the average is the attention itself: A v, projected,
-    # must be the attention module's SDPA output
-    attn.num_heads, attn.head_dims = 1, attn.embed_dims
-    walk = walk_blocks(blocks, x, return_attention=True, return_values=True)
-    h = blocks[0].ln1(x)
-    v = attn.qkv(h)[..., 2 * attn.embed_dims:]
-    torch.testing.assert_close(walk.values[0], walk.attention[0] @ v,
-                               rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(attn(h), attn.proj(walk.attention[0] @ v),
-                               rtol=1e-5, atol=1e-5)
-
-
-# --------------------------------------------------------------- start hook
-def sg_config(image_folder, work_dir, max_iters=6, **hook):
-    from conftest import tiny_config
-    cfg = tiny_config(image_folder, work_dir, max_iters=max_iters)
-    cfg.model.masker = dict(
-        type='CompositeMasker', mode='switch',
-        maskers=[dict(type='RandomMasker', mask_ratio=0.75),
-                 dict(type='SelfGuidedMasker', mask_ratio=0.75)])
-    cfg.custom_hooks = [dict(type='SelfGuidedStartHook', by_epoch=False,
-                             interval=1, num_images=4, **hook)]
-    return cfg
-
-
-def test_hook_switches_exactly_when_criterion_holds(image_folder, tmp_path,
-                                                    monkeypatch):
-    from mmengine.runner import Runner
-    from mlmask_mm.engine.config_checks import prepare_config
-    from mlmask_mm.engine.hooks import self_guided_hook
-    # R_MO - R_VO after iterations 1, 2, 3, ...: crosses 0 at iteration 3
-    sequence = iter([(1.0, 0.5), (1.0, 0.9), (1.0, 1.0), (1.0, 0.2)] + [
-        (1.0, 0.0)] * 10)
-    seen = []
-
-    def fake_measure(self, runner):
-        seen.append((runner.iter, int(self._maskers(runner).active)))
-        return next(sequence)
-
-    monkeypatch.setattr(self_guided_hook.SelfGuidedStartHook, 'measure',
-                        fake_measure)
-    cfg = sg_config(image_folder, str(tmp_path / 'w'), max_iters=5)
-    runner = Runner.from_cfg(prepare_config(cfg))
-    runner.train()
-    # measured after iterations 1..5 (runner.iter is the finished count - 1)
-    assert [active for _, active in seen] == [0, 0, 0, 1, 1]
-    assert int(runner.model.masker.active) == 1
-    ckpt = torch.load(tmp_path / 'w' / 'iter_4.pth', weights_only=True)
-    assert int(ckpt['state_dict']['masker.active']) == 1  # survives resume
-
-
-def test_hook_fixed_start_and_real_rates_through_runner(image_folder,
-                                                        tmp_path):
-    from mmengine.runner import Runner
-    from mlmask_mm.engine.config_checks import prepare_config
-    cfg = sg_config(image_folder, str(tmp_path / 'w'), max_iters=4, start=2,
-                    hint_ratio=(0.2, 0.0))
-    runner = Runner.from_cfg(prepare_config(cfg))
-    runner.train()
-    hub = runner.message_hub
-    assert int(runner.model.masker.active) == 1
-    r_vo = hub.get_scalar('train/sg_R_VO').current()
-    r_mo = hub.get_scalar('train/sg_R_MO').current()
-    assert r_vo > 0 and r_mo > 0
-    assert 0 <= hub.get_scalar('train/sg_hint_ratio').current() < 0.2
-    # resume from iteration 2 continues with informed masks
-    cfg = sg_config(image_folder, str(tmp_path / 'w'), max_iters=4, start=2)
-    cfg.resume, cfg.load_from = True, str(tmp_path / 'w' / 'iter_2.pth')
-    runner = Runner.from_cfg(prepare_config(cfg))
-    runner.call_hook('before_run')
-    runner.load_or_resume()
-    assert int(runner.model.masker.active) == 1
-
-
-def test_sg_configs_build():
-    import os.path as osp
-    from mmengine.config import Config
-    from conftest import REPO
-    from mlmask_mm.engine.config_checks import check_config
-    for name in ('sg-mae_vit-tiny-p4_demo.py',
-                 'sg-mae_vit-tiny-p2_cifar10.py',
-                 'sg-mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'):
-        cfg = Config.fromfile(osp.join(REPO, 'configs', 'sg_mae', name))
-        check_config(cfg)
-        assert cfg.model.masker.maskers[1].type == 'SelfGuidedMasker'
-        assert cfg.custom_hooks[0].type == 'SelfGuidedStartHook'
-        assert 'RandomMasker' in str(cfg.model.masker.maskers[0])
+def test_masker_ranks_the_given_relevance_only():
+    masker = SelfGuidedMasker(mask_ratio=0.75)
+    rel = torch.rand(3, 16)
+    ctx = InformedMaskContext((4, 4), importance=rel, hint_ratio=0.0)
+    result = masker(torch.zeros(3, 16, 8), None, ctx)
+    assert torch.all(result.mask.sum(-1) == 12)
+    top = rel.argsort(-1, descending=True)[:, :12]
+    assert torch.equal(result.mask.gather(1, top), torch.ones(3, 12))
+    assert torch.equal(result.scores, rel)
+    with pytest.raises(ValueError, match='InformedMaskContext'):
+        masker(torch.zeros(3, 16, 8), None, MaskContext((4, 4)))
+    with pytest.raises(ValueError, match='hint_mode'):
+        SelfGuidedMasker(hint_mode='top')

@@ -1,21 +1,22 @@
 # Self-Guided MAE on the embedded demo data (CPU, a few minutes): random
-# masks first, informed masks from a fixed early start (iteration 150), the
-# exploitation rates logged every 50 iterations, pictures of the informed
-# masks (relevance as a heat map) every 100 iterations and at the end.
-_base_ = ['../mae/mae_vit-tiny-p4_demo.py']
+# masks, the exploitation rates checked every 25 iterations, informed masks
+# from the first crossing (not before iteration 50, at the latest at 200),
+# generated once then; pictures of the masks every 100 iterations.
+_base_ = ['../mae/mae_vit-tiny-p4_demo.py', './_base_/self_guided.py']
 
-model = dict(
-    masker=dict(
-        _delete_=True,
-        type='CompositeMasker',
-        mode='switch',
-        maskers=[
-            dict(type='RandomMasker', mask_ratio=0.75),
-            dict(type='SelfGuidedMasker', mask_ratio=0.75, feature_layer=-2,
-                 hint_ratio=0.05, hint_mode='uniform')
-        ]))
+model = _base_.sg_model
+model.update(switch=dict(by_epoch=False, interval=25, earliest=50,
+                         fallback=200),
+             measurement=dict(num_images=64))
+train_dataloader = dict(dataset=dict(pipeline=[
+    dict(type='LoadImageFromFile'),
+    dict(type='RecordedRandomResizedCrop', scale=32,
+         crop_ratio_range=(0.5, 1.0), backend='pillow',
+         interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5),
+    _base_.sg_pack_inputs,
+]))
 custom_hooks = [
-    dict(type='SelfGuidedStartHook', start=150, by_epoch=False, interval=50,
-         num_images=32, hint_ratio=(0.1, 0.05)),
+    dict(type='SelfGuidedHook'),
     dict(type='MaskVisualizationHook', num_images=8, interval=100),
 ]

@@ -16,9 +16,9 @@ synthetic batch of the config's crop size:
   calls it.
 
 It times the steady state: a Self-Guided model's informed masker is switched
-on (what ``SelfGuidedStartHook`` does at its start) and a cached one gets its
-relevance cache filled from the synthetic batch (what ``SelfGuidedCacheHook``
-does); other hooks do not run.  Precision: ``amp='bf16'`` sets
+on (what ``SelfGuidedHook`` does at T) with its relevance cache filled from
+the synthetic batch (unless it recomputes relevance every iteration); other
+hooks do not run.  Precision: ``amp='bf16'`` sets
 ``model.amp='bf16'`` where the model class has that argument (MLO-MAE), else
 every optimizer wrapper becomes ``AmpOptimWrapper(dtype='bfloat16')``;
 ``amp='fp32'`` removes both.  ``compile=True`` sets ``model.compile=True``
@@ -208,35 +208,27 @@ def _quiet(fn):
 
 @torch.no_grad()
 def activate_informed_masking(model: torch.nn.Module, batch: dict) -> int:
-    """Self-Guided MAE's steady state: switch every ``CompositeMasker``
-    holding a ``SelfGuidedMasker`` to it and fill the cache of a cached one
-    from ``batch`` (sample_idx 0..B-1, whole images, eval mode); returns the
-    number of Self-Guided maskers found."""
-    from mlmask_mm.models.maskers.composite_masker import CompositeMasker
-    from mlmask_mm.models.maskers.relevance_cache import RelevanceCache
-    from mlmask_mm.models.maskers.self_guided_masker import SelfGuidedMasker
-    found = [m for m in model.modules() if isinstance(m, SelfGuidedMasker)]
-    for composite in model.modules():
-        if isinstance(composite, CompositeMasker) and \
-                composite.mode == 'switch':
-            for i, m in enumerate(composite.maskers):
-                if isinstance(m, SelfGuidedMasker):
-                    composite.set_active(i)
-    cached = [m for m in found if m.mode == 'cached']
-    if cached:
+    """Self-Guided MAE's steady state: a :class:`SelfGuidedMAE` is switched
+    to informed masks (what ``SelfGuidedHook`` does at T) and, unless it
+    computes relevance every iteration, its cache is filled from ``batch``
+    (sample_idx 0..B-1, whole images, eval mode); returns 1 for such a
+    model, else 0."""
+    from mlmask_mm.models.algorithms.self_guided_mae import SelfGuidedMAE
+    if not isinstance(model, SelfGuidedMAE):
+        return 0
+    model.start_informed(0, 0)
+    if model.generation != 'iteration':
         was_training = model.training
         model.eval()
         try:
             data = model.data_preprocessor(batch, False)
-            tokens = model.backbone.embed(data['inputs'])
-            for m in cached:
-                maps = m.relevance(m.token_features(model, tokens))
-                grid = tuple(model.backbone.patch_resolution)
-                m.cache = RelevanceCache(len(maps), grid)
-                m.cache.store(torch.arange(len(maps)), maps.cpu().half())
+            maps = model.image_relevance(data['inputs'], warn=False)
+            model.new_cache(len(maps))
+            model.store_relevance(torch.arange(len(maps)), maps.cpu().half(),
+                                  progress=0)
         finally:
             model.train(was_training)
-    return len(found)
+    return 1
 
 
 class TrainStepVariant:
@@ -454,11 +446,9 @@ class TrainStepVariant:
             out['labelled_batch_sizes'] = [
                 len(b['data_samples']) for b in self.labelled]
         if self.sg_maskers:
-            from mlmask_mm.models.maskers.self_guided_masker import \
-                SelfGuidedMasker
-            out['sg_solver_iters'] = [
-                m.last_solver_iters for m in self.model.modules()
-                if isinstance(m, SelfGuidedMasker)]
+            log = getattr(self.model, 'solver_log', None)
+            out['sg_solver_products'] = (
+                None if log is None else int(log.products.max()))
         if self.phase_times:
             out['phases'] = {
                 name: dict(ms_per_call=1e3 * sum(t) / len(t) if t else None,

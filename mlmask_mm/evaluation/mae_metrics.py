@@ -2,8 +2,9 @@
 
 All functions take plain tensors, so they are tested on hand-made inputs:
 
-* feature variance σF = mean_c Var_i(x̂_ic) over the L tokens of an image,
-  x̂ = x / ‖x‖ (how spread the token features are), averaged over images;
+* feature variance σF (paper eq. 3) = Σ_c Var_i(x̂_ic) over the L tokens of
+  an image, x̂ = x / ‖x‖ (how spread the token features are), averaged over
+  images;
 * similarity variance σS (paper eq. 3) = Var_{i≠j}(cos(x_i, x_j)), averaged
   over images (high when tokens form distinct groups);
 * attention distance = Σ_j A_ij ‖p_i − p_j‖ averaged over queries i, in
@@ -16,9 +17,9 @@ import torch.nn.functional as F
 
 
 def feature_variance(features: torch.Tensor) -> torch.Tensor:
-    """σF of B x L x C features (scalar)."""
+    """σF of B x L x C features (scalar): per-channel variances, summed."""
     x = F.normalize(features, dim=-1)
-    return x.var(dim=1, unbiased=False).mean(-1).mean()
+    return x.var(dim=1, unbiased=False).sum(-1).mean()
 
 
 def similarity_variance(features: torch.Tensor) -> torch.Tensor:

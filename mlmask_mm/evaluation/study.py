@@ -57,6 +57,8 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
 #: schedule / hook fields compressed with the run's length
 SCHEDULER_KEYS = ('begin', 'end', 'T_max')
 HOOK_KEYS = ('start', 'interval')
+#: SelfGuidedMAE's switch schedule (model.switch), compressed likewise
+SWITCH_KEYS = ('interval', 'earliest', 'fallback', 'start')
 _UNSAFE = re.compile(r'[\s,\[\]()\'"]')
 
 
@@ -280,6 +282,15 @@ def schedule_options(cfg: Config, scale: float) -> Dict[str, int]:
             v = hook.get(key)
             if isinstance(v, int) and not isinstance(v, bool):
                 opts[f'custom_hooks.{i}.{key}'] = _scaled(v, scale)
+    # Self-Guided MAE keeps its switch schedule in the model
+    model = cfg.get('model') or {}
+    for key in SWITCH_KEYS:
+        v = (model.get('switch') or {}).get(key)
+        if isinstance(v, int) and not isinstance(v, bool):
+            opts[f'model.switch.{key}'] = max(1, _scaled(v, scale))
+    v = model.get('refresh_interval')
+    if isinstance(v, int) and not isinstance(v, bool):
+        opts['model.refresh_interval'] = max(1, _scaled(v, scale))
     return opts
 
 

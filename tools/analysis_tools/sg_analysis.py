@@ -1,15 +1,21 @@
 """Self-Guided MAE analysis of a checkpoint on a folder of images.
 
-    python tools/analysis_tools/sg_analysis.py CONFIG [CHECKPOINT] --data DIR
+    python tools/analysis/sg_analysis.py CONFIG [CHECKPOINT] --data DIR
         [--num-images 16] [--out-dir analysis] [--cfg-options ...]
 
-Writes ``metrics.json`` (feature variance σF, similarity variance σS, mean
-attention distance per encoder layer, exploitation rates R_{V→O} / R_{M→O}
-per decoder layer under random masks, summed and per key token, bi-partition
-gap μ_intra − μ_inter),
+Writes ``metrics.json`` (feature variance σF and similarity variance σS of
+eq. 3, mean attention distance per encoder layer, exploitation rates
+R_{V→O} / R_{M→O} per decoder layer under random masks (the rollout of
+docs/self_guided_mae.md), bi-partition gap μ_intra − μ_inter, the Ncut
+solver's log),
 ``metrics.png`` (those curves) and ``masks.png`` (rows: image | Ncut
 bi-partition, object cluster bright | informed mask | relevance heat map).
-Works for any MaskedMAE checkpoint of the package (every masking method).
+Works for any MaskedMAE checkpoint of the package (every masking method)
+and any pretraining config: the images are resized whole to the model's
+input size (no random crop, no flip), so images of different sizes (ImageNet)
+batch together.  The Ncut uses the features of SelfGuidedMAE's default:
+the attention output A(XW^V) of ``--feature-layer`` (``--features blocks``:
+the block output).
 """
 import argparse
 import json
@@ -25,14 +31,14 @@ from mmengine.runner import load_checkpoint
 from PIL import Image
 
 from mlmask_mm.engine.config_checks import prepare_config
-from mlmask_mm.engine.exploitation import measure_exploitation
 from mlmask_mm.evaluation import (attention_distance, bipartition_gap,
                                   feature_variance, similarity_variance)
-from mlmask_mm.models.maskers import MaskContext, RandomMasker
-from mlmask_mm.models.maskers.self_guided_masker import (SelfGuidedMasker,
-                                                         affinity,
-                                                         fiedler_vector,
-                                                         object_relevance)
+from mlmask_mm.models.algorithms.exploitation import decoder_attention_rates
+from mlmask_mm.models.algorithms.self_guided_ncut import (affinity,
+                                                          fiedler_vector,
+                                                          object_relevance)
+from mlmask_mm.models.maskers import (InformedMaskContext, SelfGuidedMasker,
+                                      mask_from_ranking, num_visible)
 from mlmask_mm.registry import DATASETS, MODELS
 
 
@@ -44,6 +50,8 @@ def parse_args():
                    'train set)')
     p.add_argument('--num-images', type=int, default=16)
     p.add_argument('--feature-layer', type=int, default=-2)
+    p.add_argument('--features', choices=('values', 'blocks'),
+                   default='values')
     p.add_argument('--out-dir', default='analysis')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -66,11 +74,18 @@ def build(args):
     dataset_cfg = cfg.train_dataloader.dataset
     if args.data:
         dataset_cfg.data_root = args.data
-    # deterministic views: no random crop / flip for the analysis
-    dataset_cfg.pipeline = [
-        t for t in dataset_cfg.pipeline
-        if t['type'] not in ('RandomResizedCrop', 'RandomFlip')
-    ]
+    # deterministic views of whole images at the model's input size: the
+    # random crop becomes a resize, no flip
+    h, w = model.backbone.img_size
+    pipeline = []
+    for t in dataset_cfg.pipeline:
+        if t['type'] in ('RandomResizedCrop', 'RecordedRandomResizedCrop'):
+            t = dict(type='Resize', scale=(w, h), keep_ratio=False,
+                     backend=t.get('backend', 'cv2'),
+                     interpolation=t.get('interpolation', 'bilinear'))
+        if t['type'] not in ('RandomFlip', ):
+            pipeline.append(t)
+    dataset_cfg.pipeline = pipeline
     dataset = DATASETS.build(dataset_cfg)
     n = min(args.num_images, len(dataset))
     idx = torch.linspace(0, len(dataset) - 1, n).round().long().tolist()
@@ -80,35 +95,34 @@ def build(args):
 
 
 @torch.no_grad()
-def analyse(model, inputs, feature_layer=-2, seed=0):
+def analyse(model, inputs, feature_layer=-2, seed=0, features='values'):
     """All metrics as a JSON-able dict, plus what the picture needs."""
     backbone = model.backbone
     grid = tuple(backbone.patch_resolution)
     tokens = backbone.embed(inputs)
-    sg = SelfGuidedMasker(mask_ratio=model.masker.mask_ratio,
-                          feature_layer=feature_layer, hint_ratio=0.0)
-    walk = backbone.walk(tokens, return_blocks=True, return_attention=True)
+    walk = backbone.walk(tokens, return_blocks=True, return_attention=True,
+                         return_values=True)
     enc_attn = walk.attention
     per_layer = [x[:, 1:] for x in walk.blocks]
-    feats = per_layer[feature_layer % len(per_layer)].float()
-    y1, iters = fiedler_vector(affinity(feats), tol=1e-5, max_iters=500)
+    chosen = walk.values if features == 'values' else walk.blocks
+    feats = chosen[feature_layer % len(chosen)][:, 1:].float()
+    y1, log = fiedler_vector(affinity(feats))
     side = y1 > y1.mean(-1, keepdim=True)
     anchor = y1.abs().argmax(-1, keepdim=True)
     obj = side == torch.gather(side, 1, anchor)
     relevance = object_relevance(feats, y1)
-    informed = sg.informed_mask(feats)
-    torch.manual_seed(seed)
-    saved = model.masker
-    model.masker = RandomMasker(saved.mask_ratio)
-    try:
-        rates = measure_exploitation(model, inputs)
-        torch.manual_seed(seed)  # the same random masks
-        rates_per_token = measure_exploitation(model, inputs, per_token=True)
-    finally:
-        model.masker = saved
+    ratio = model.masker.mask_ratio
+    informed = SelfGuidedMasker(mask_ratio=ratio)(
+        tokens, inputs, InformedMaskContext(grid, importance=relevance))
+    g = torch.Generator().manual_seed(seed)
+    B, L = tokens.shape[:2]
+    random = mask_from_ranking(torch.rand(B, L, generator=g).to(tokens),
+                               num_visible(L, ratio))
+    rates = decoder_attention_rates(model, tokens, random)
     metrics = dict(
         num_images=int(inputs.shape[0]),
         feature_layer=feature_layer,
+        features=features,
         feature_variance=[float(feature_variance(f)) for f in per_layer],
         similarity_variance=[
             float(similarity_variance(f)) for f in per_layer
@@ -116,12 +130,10 @@ def analyse(model, inputs, feature_layer=-2, seed=0):
         attention_distance=[
             float(attention_distance(a[:, 1:, 1:], grid)) for a in enc_attn
         ],
-        exploitation=[{k: float(v) for k, v in r.items()} for r in rates],
-        exploitation_per_token=[{k: float(v)
-                                 for k, v in r.items()}
-                                for r in rates_per_token],
+        exploitation=[{k: float(v.mean()) for k, v in r.items()}
+                      for r in rates],
         bipartition_gap=float(bipartition_gap(feats, obj)),
-        solver_iterations=int(iters),
+        solver=log.summary(),
     )
     return metrics, obj, informed, relevance
 
@@ -177,8 +189,8 @@ def plot(metrics, path):
 def main():
     args = parse_args()
     model, inputs = build(args)
-    metrics, obj, informed, relevance = analyse(model, inputs,
-                                                args.feature_layer, args.seed)
+    metrics, obj, informed, relevance = analyse(
+        model, inputs, args.feature_layer, args.seed, args.features)
     os.makedirs(args.out_dir, exist_ok=True)
     with open(osp.join(args.out_dir, 'metrics.json'), 'w') as f:
         json.dump(metrics, f, indent=2)

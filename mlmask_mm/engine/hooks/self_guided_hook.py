@@ -1,157 +1,304 @@
-"""Start Self-Guided MAE's informed masking when the MAE is ready (§3.2, §4)."""
-from typing import Optional, Sequence
+"""Drive :class:`~mlmask_mm.models.algorithms.SelfGuidedMAE` from the runner.
+
+The algorithm owns the method (criterion, switch, relevance, cache, hint
+ratio); this hook only gives it what lives in the runner: the clock, the
+data, the ranks.  See docs/self_guided_mae.md.
+"""
+import contextlib
+import copy
+import math
+import time
+from typing import List, Optional, Sequence
 
 import torch
+from mmengine.dataset import BaseDataset, Compose
+from mmengine.dist import all_gather, all_reduce, broadcast, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapper
+from mmengine.runner import EpochBasedTrainLoop
+from mmpretrain.datasets.transforms import RandomResizedCrop
+from torch.utils.data import DataLoader
 
-from mlmask_mm.engine.exploitation import measure_exploitation
-from mlmask_mm.registry import HOOKS
-from mlmask_mm.utils.rng_state import get_rng_state, set_rng_state
+from mlmask_mm.datasets.transforms import RecordedRandomResizedCrop
+from mlmask_mm.registry import HOOKS, TRANSFORMS
 
 
-SEEN_BELOW = 'sg_seen_R_MO_below_R_VO'  # message-hub info, resumed
+def balanced_sample(labels: Sequence, num: int, seed: int) -> List[int]:
+    """``num`` dataset indices, as many of each class as possible: classes
+    in a seeded order take turns, each giving its next image of a seeded
+    permutation.  ``labels[i]`` may be ``None`` (one group)."""
+    g = torch.Generator().manual_seed(seed)
+    groups = {}
+    for i, label in enumerate(labels):
+        groups.setdefault(label, []).append(i)
+    keys = sorted(groups, key=repr)
+    queues = [[groups[k][j] for j in torch.randperm(len(groups[k]),
+                                                     generator=g)]
+              for k in keys]
+    order = torch.randperm(len(keys), generator=g).tolist()
+    out, turn, num = [], 0, min(num, len(labels))
+    while len(out) < num:
+        for k in order:
+            if turn < len(queues[k]) and len(out) < num:
+                out.append(queues[k][turn])
+        turn += 1
+    return out
+
+
+def gather_shards(indices: torch.Tensor, maps: torch.Tensor, size: int):
+    """All ranks' (indices, maps), padded to ``size`` rows for all_gather."""
+    pad = size - len(indices)
+    indices = torch.cat([indices, indices.new_full((pad, ), -1)])
+    maps = torch.cat([maps, maps.new_zeros(pad, *maps.shape[1:])])
+    all_indices = torch.cat(all_gather(indices))
+    all_maps = torch.cat(all_gather(maps.float())).half()  # gloo: no fp16
+    keep = all_indices >= 0
+    return all_indices[keep], all_maps[keep]
+
+
+def _labels(dataset) -> list:
+    out = []
+    for i in range(len(dataset)):
+        label = dataset.get_data_info(i).get('gt_label')
+        out.append(None if label is None else int(label))
+    return out
 
 
 @HOOKS.register_module()
-class SelfGuidedStartHook(Hook):
-    """Switch from random to informed masks; schedule the hint ratio.
+class SelfGuidedHook(Hook):
+    """Runner side of Self-Guided MAE.
 
-    The model's masker must be a ``CompositeMasker`` over
-    ``[RandomMasker, SelfGuidedMasker]``.  Every ``interval`` epochs (or
-    iterations with ``by_epoch=False``) the hook measures the exploitation
-    rates of the last decoder layer on ``num_images`` fixed training images
-    under random masks, logs ``sg/R_VO`` and ``sg/R_MO``, and switches to the
-    informed masker once R_{M→O} ≥ R_{V→O} — or at ``start`` (epoch or
-    iteration) when that is given.  ``rates='per_token'`` measures the
-    rates normalised per key token (:func:`exploitation_rates`), and
-    ``require_crossing=True`` switches only at a check where R_{M→O} ≥
-    R_{V→O} after a check where it was below (remembered in the message
-    hub, so across resumes too): with per-token rates a near-uniform
-    attention at initialisation is a tie, not a signal.  The switch lives in
-    the masker's
-    ``active`` buffer, so checkpoints carry it and a resumed run continues in
-    the right mode.  The hint ratio goes linearly from ``hint_ratio[0]`` to
-    ``hint_ratio[1]`` over training.
+    * every iteration: tells the model the clock (hint-ratio decay) and,
+      when it is due (at T; every k epochs with ``generation='refresh'``),
+      runs the relevance generation pass over every training image, seen
+      whole, sharded over the ranks and gathered on all of them;
+    * every check (``model.switch.interval`` epochs or iterations): measures
+      the exploitation rates on the rank's share of a fixed class-balanced
+      sample of whole images, sums them over the ranks, lets the model
+      decide on rank 0's copy of the sums and broadcasts the decision, so
+      every rank switches at the same check; logs R_{V→O}, R_{M→O} and the
+      decision.
+
+    Args:
+        batch_size, num_workers: of the generation pass (default: the train
+            loader's).
     """
 
     priority = 'NORMAL'
 
-    def __init__(self,
-                 start: Optional[int] = None,
-                 interval: int = 1,
-                 by_epoch: bool = True,
-                 num_images: int = 32,
-                 hint_ratio: Sequence[float] = (0.05, 0.05),
-                 rates: str = 'sum',
-                 require_crossing: bool = False) -> None:
-        if rates not in ('sum', 'per_token'):
-            raise ValueError("SelfGuidedStartHook: rates must be 'sum' or "
-                             f"'per_token', got {rates!r}")
-        self.rates = rates
-        self.require_crossing = require_crossing
-        self.start = start
-        self.interval = interval
-        self.by_epoch = by_epoch
-        self.num_images = num_images
-        self.hint_ratio = tuple(hint_ratio)
-        self._batch = None
+    def __init__(self, batch_size: Optional[int] = None,
+                 num_workers: Optional[int] = None) -> None:
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self._whole = None      # the train set, whole images
+        self._batch = None      # this rank's share of the measurement sample
 
     @staticmethod
     def _model(runner):
-        return runner.model.module if is_model_wrapper(
+        model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
+        from mlmask_mm.models.algorithms import SelfGuidedMAE
+        if not isinstance(model, SelfGuidedMAE):
+            raise TypeError('SelfGuidedHook drives a SelfGuidedMAE model, '
+                            f'got model.type={type(model).__name__}')
+        return model
 
-    def _maskers(self, runner):
-        masker = self._model(runner).masker
-        subs = getattr(masker, 'maskers', None)
-        if (subs is None or len(subs) != 2
-                or type(subs[0]).__name__ != 'RandomMasker'
-                or type(subs[1]).__name__ != 'SelfGuidedMasker'):
-            raise TypeError(
-                'SelfGuidedStartHook needs model.masker = CompositeMasker('
-                "mode='switch', maskers=[RandomMasker, SelfGuidedMasker]), "
-                f'got {masker!r}')
-        return masker
-
+    # ------------------------------------------------------------- setup
     def before_train(self, runner) -> None:
-        informed = self._maskers(runner).maskers[1]
-        if informed.mode == 'cached' and not any(
-                type(h).__name__ == 'SelfGuidedCacheHook'
-                for h in runner.hooks):
+        model = self._model(runner)
+        by_epoch = isinstance(runner.train_loop, EpochBasedTrainLoop)
+        if model.switch['by_epoch'] != by_epoch:
             raise ValueError(
-                "SelfGuidedMasker(mode='cached') reads its relevance maps "
-                "from a cache: add dict(type='SelfGuidedCacheHook', "
-                'interval=k) to custom_hooks')
+                f"model.switch.by_epoch={model.switch['by_epoch']} but the "
+                f'train loop is {type(runner.train_loop).__name__}: count '
+                'the switch in the units of the loop')
+        dataset = runner.train_dataloader.dataset
+        cached = model.generation != 'iteration'
+        if not isinstance(dataset, BaseDataset):
+            raise TypeError(
+                'SelfGuidedHook reads whole training images by index and '
+                'needs train_dataloader.dataset to be an mmengine '
+                f'BaseDataset (not a wrapper), got {type(dataset).__name__}')
+        transforms = list(dataset.pipeline.transforms)
+        crops = [i for i, t in enumerate(transforms)
+                 if isinstance(t, RandomResizedCrop)]
+        recorded = [i for i in crops
+                    if isinstance(transforms[i], RecordedRandomResizedCrop)]
+        if not crops or (cached and len(recorded) != 1):
+            names = [type(t).__name__ for t in transforms]
+            raise ValueError(
+                'SelfGuidedHook: the train pipeline must contain one '
+                + ('RecordedRandomResizedCrop (it records each sample\'s '
+                   f'crop box for generation={model.generation!r})'
+                   if cached else 'RandomResizedCrop')
+                + f', found {names}')
+        if cached:
+            meta = self._packed_meta(dataset)
+            missing = [k for k in ('sample_idx', 'crop_box') if k not in meta]
+            if missing:
+                raise ValueError(
+                    f'SelfGuidedHook: the packed samples lack {missing}; use '
+                    'PackInputs(meta_keys=mlmask_mm.datasets.'
+                    'SELF_GUIDED_META_KEYS) in the train pipeline')
+            if model.cache is not None and len(model.cache.filled) != len(
+                    dataset):
+                raise ValueError(
+                    f'the resumed relevance cache holds '
+                    f'{len(model.cache.filled)} images but the train set has '
+                    f'{len(dataset)}: resume on the same data')
+        crop = transforms[crops[0]]
+        size = tuple(model.backbone.img_size)  # (h, w)
+        resize = TRANSFORMS.build(
+            dict(type='Resize', scale=size[::-1], keep_ratio=False,
+                 backend=crop.backend, interpolation=crop.interpolation))
+        pack = TRANSFORMS.build(dict(type='PackInputs',
+                                     meta_keys=('sample_idx', )))
+        self._whole = copy.copy(dataset)  # shares the data list
+        self._whole.pipeline = Compose(transforms[:crops[0]] + [resize, pack])
+        num = model.measurement['num_images']
+        if not isinstance(num, int) or num < 1:
+            raise ValueError('model.measurement.num_images must be an '
+                             f'integer >= 1, got {num!r}')
+        rank, world = get_dist_info()
+        sample = balanced_sample(_labels(dataset), num,
+                                 model.measurement['seed'])
+        mine = sample[rank::world]
+        self._batch = runner.train_dataloader.collate_fn(
+            [self._whole[i] for i in mine]) if mine else None
 
-    def switched(self, runner) -> bool:
-        return int(self._maskers(runner).active) == 1
+    @staticmethod
+    def _packed_meta(dataset) -> dict:
+        # the pipeline draws random numbers: leave every RNG as it was
+        from mlmask_mm.utils.rng_state import get_rng_state, set_rng_state
+        state = get_rng_state()
+        try:
+            return dataset[0]['data_samples'].metainfo
+        finally:
+            set_rng_state(state)
 
+    # ------------------------------------------------------ per iteration
     def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
-        lo, hi = self.hint_ratio
-        progress = runner.iter / max(runner.max_iters, 1)
-        ratio = lo + (hi - lo) * progress
-        self._maskers(runner).maskers[1].set_hint_ratio(ratio)
-        runner.message_hub.update_scalar('train/sg_hint_ratio', ratio)
+        model = self._model(runner)
+        model.set_clock(runner.iter, runner.max_iters)
+        progress = runner.epoch if model.switch['by_epoch'] else runner.iter
+        if model.generation_due(progress):
+            self.generate(runner, progress)
+        if model.informed:
+            runner.message_hub.update_scalar('train/sg_hint_ratio',
+                                             model.hint_ratio)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
-        if not self.by_epoch and self.every_n_train_iters(
-                runner, self.interval):
-            self._check(runner, runner.iter + 1)
+        model = self._model(runner)
+        if not model.switch['by_epoch'] and model.check_due(runner.iter + 1):
+            self.check(runner, runner.iter + 1, runner.iter + 1)
 
     def after_train_epoch(self, runner) -> None:
-        if self.by_epoch and self.every_n_epochs(runner, self.interval):
-            self._check(runner, runner.epoch + 1)
-
-    def measure(self, runner):
-        """Rates of the last decoder layer under random masks."""
         model = self._model(runner)
-        masker = self._maskers(runner)
-        if self._batch is None:
-            dataset = runner.train_dataloader.dataset
-            n = min(self.num_images, len(dataset))
-            state = get_rng_state()
-            try:
-                samples = [dataset[i] for i in range(n)]
-            finally:
-                set_rng_state(state)
-            self._batch = runner.train_dataloader.collate_fn(samples)
-        state = get_rng_state()
-        active = int(masker.active)
-        try:
-            torch.manual_seed(0)
-            masker.set_active(0)
-            inputs = model.data_preprocessor(self._batch, False)['inputs']
-            was_training = model.training
-            model.eval()
-            rates = measure_exploitation(
-                model, inputs, per_token=self.rates == 'per_token')[-1]
-            model.train(was_training)
-        finally:
-            masker.set_active(active)
-            set_rng_state(state)
-        return float(rates['R_VO']), float(rates['R_MO'])
+        if model.switch['by_epoch'] and model.check_due(runner.epoch + 1):
+            self.check(runner, runner.epoch + 1, runner.iter)
 
-    def _check(self, runner, progress: int) -> None:
-        r_vo, r_mo = self.measure(runner)
-        runner.message_hub.update_scalar('train/sg_R_VO', r_vo)
-        runner.message_hub.update_scalar('train/sg_R_MO', r_mo)
-        runner.logger.info(f'self-guided: R_V->O={r_vo:.4f} '
-                           f'R_M->O={r_mo:.4f}')
-        if self.switched(runner):
-            return
-        hub = runner.message_hub
-        if self.start is not None:
-            due = progress >= self.start
-        elif self.require_crossing:
-            due = r_mo >= r_vo and bool(hub.get_info(SEEN_BELOW, False))
-            if r_mo < r_vo:
-                hub.update_info(SEEN_BELOW, True)
+    # ------------------------------------------------------------ checks
+    def check(self, runner, progress: int, iteration: int) -> str:
+        """Measure, agree over the ranks, decide, log; returns the decision."""
+        model = self._model(runner)
+        if self._batch is None:
+            inputs = torch.zeros(0)
         else:
-            due = r_mo >= r_vo
-        if due:
-            self._maskers(runner).set_active(1)
-            unit = 'epoch' if self.by_epoch else 'iteration'
-            runner.logger.info(f'self-guided: informed masking from {unit} '
-                               f'{progress} on')
+            inputs = model.data_preprocessor(self._batch, False)['inputs']
+        sums = model.measure_rates(inputs)
+        _, world = get_dist_info()
+        if world > 1:
+            all_reduce(sums, op='sum')
+            broadcast(sums, src=0)  # bit-identical on every rank
+        r_vo, r_mo = (sums[:2] / sums[2]).tolist()
+        why = model.decide(progress, r_vo, r_mo)
+        start = torch.tensor([int(why not in ('', 'informed'))])
+        if world > 1:
+            broadcast(start, src=0)
+        if bool(start) and not model.informed:
+            model.start_informed(progress, iteration)
+            decision = (f'informed masks from {model.progress_unit} '
+                        f'{progress} on ({why or "rank 0"})')
+        elif model.informed:
+            decision = f'informed since {model.progress_unit} ' \
+                       f'{model.switch_at}'
+        else:
+            decision = 'random masks (' + (
+                'R_M->O has been below R_V->O' if model.seen_below else
+                'R_M->O not yet below R_V->O') + ')'
+        if model.generation_due(progress):  # masks drawn from now on
+            self.generate(runner, progress)
+        hub = runner.message_hub
+        hub.update_scalar('train/sg_R_VO', r_vo)
+        hub.update_scalar('train/sg_R_MO', r_mo)
+        hub.update_scalar('train/sg_informed', float(model.informed))
+        runner.logger.info(
+            f'self-guided: {model.progress_unit} {progress}: '
+            f'R_V->O={r_vo:.4f} R_M->O={r_mo:.4f} -> {decision}')
+        return decision
+
+    # -------------------------------------------------------- generation
+    @torch.no_grad()
+    def generate(self, runner, progress: int) -> None:
+        """One no-grad pass over every training image (whole), sharded."""
+        model = self._model(runner)
+        loader = runner.train_dataloader
+        rank, world = get_dist_info()
+        num = len(self._whole)
+        shard = DataLoader(
+            self._whole,
+            batch_size=self.batch_size or loader.batch_size,
+            sampler=list(range(rank, num, world)),
+            num_workers=(self.num_workers if self.num_workers is not None
+                         else loader.num_workers),
+            collate_fn=loader.collate_fn)
+        precision = runner.optim_wrapper.optim_context(model) \
+            if isinstance(runner.optim_wrapper, OptimWrapper) \
+            else contextlib.nullcontext()
+        start = time.perf_counter()
+        was_training = model.training
+        model.eval()
+        indices, maps = [], []
+        stats = torch.zeros(3, dtype=torch.float64)  # products, images, cap
+        try:
+            with precision:
+                for batch in shard:
+                    indices += [int(s.sample_idx)
+                                for s in batch['data_samples']]
+                    inputs = model.data_preprocessor(batch, False)['inputs']
+                    maps.append(model.image_relevance(inputs, warn=False)
+                                .cpu().half())
+                    log = model.solver_log
+                    stats += torch.tensor([
+                        float(log.products.sum()), len(log.products),
+                        float(log.hit_cap.sum())], dtype=torch.float64)
+        finally:
+            model.train(was_training)
+        h, w = model.backbone.patch_resolution
+        indices = torch.tensor(indices, dtype=torch.long)
+        maps = torch.cat(maps) if maps else torch.zeros(0, h * w).half()
+        if world > 1:
+            indices, maps = gather_shards(indices, maps,
+                                          math.ceil(num / world))
+            all_reduce(stats, op='sum')
+        if model.cache is None or len(model.cache.filled) != num:
+            model.new_cache(num)
+        model.store_relevance(indices, maps, progress)
+        products, images, capped = stats.tolist()
+        hub = runner.message_hub
+        hub.update_scalar('train/sg_solver_products', products / images)
+        hub.update_scalar('train/sg_solver_cap_share', capped / images)
+        runner.logger.info(
+            f'self-guided: relevance of {num} images generated at '
+            f'{model.progress_unit} {progress} in '
+            f'{time.perf_counter() - start:.1f} s (generation '
+            f'{model.cache.refreshes}); Ncut solver: '
+            f'{products / images:.1f} products per image, '
+            f'{capped / images:.1%} stopped at the cap')
+        if capped:
+            runner.logger.warning(
+                f'self-guided: {int(capped)} of {int(images)} images reached '
+                f"the Ncut solver's cap (model.ncut.max_iters="
+                f"{model.ncut['max_iters']}) unconverged")

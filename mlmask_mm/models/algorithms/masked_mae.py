@@ -131,13 +131,11 @@ class MaskedMAE(MAE):
             for block in blocks:
                 block.compile(**kwargs)
 
-    def mask_context(self, data_samples: Optional[List[DataSample]],
-                     **extra) -> MaskContext:
+    def mask_context(self, data_samples: Optional[List[DataSample]]
+                     ) -> MaskContext:
         return MaskContext(
             patch_resolution=tuple(self.backbone.patch_resolution),
-            data_samples=data_samples,
-            model=self,
-            extra=extra)
+            data_samples=data_samples)
 
     def mask(self, inputs: torch.Tensor,
              data_samples: Optional[List[DataSample]] = None):

@@ -8,11 +8,12 @@ from .grid_masker import GridMasker
 from .mlo_masker import MLOMLPMasker, MLOTokenMasker, ProbabilityMasker
 from .random_masker import RandomMasker
 from .region_masker import RegionMasker
-from .self_guided_masker import SelfGuidedMasker
+from .self_guided_masker import InformedMaskContext, SelfGuidedMasker
 
 __all__ = [
     'BaseMasker', 'MaskContext', 'MaskResult', 'check_mask_ratio',
     'mask_from_ranking', 'num_visible', 'RandomMasker', 'BlockMasker',
     'GridMasker', 'RegionMasker', 'CompositeMasker', 'SelfGuidedMasker',
+    'InformedMaskContext',
     'ProbabilityMasker', 'MLOMLPMasker', 'MLOTokenMasker'
 ]

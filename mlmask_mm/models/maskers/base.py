@@ -6,7 +6,8 @@ Every strategy is a *masker*: a registered module called as
 
 ``tokens`` are the B x L x D patch embeddings (position embedding added),
 ``images`` the B x C x H x W network input, ``context`` a :class:`MaskContext`
-(patch grid, data samples, the calling model).  The result says which patches
+(patch grid, data samples; subclasses add what a strategy needs, e.g. the
+relevance an algorithm computed).  The result says which patches
 stay visible (``ids_keep``), how to undo the shuffle (``ids_restore``), the
 binary ``mask`` (1 = masked, as in MAE) and, for strategies that learn from
 them, per-patch ``scores``.
@@ -15,8 +16,8 @@ A masker only decides the mask.  What trains a learned masker (a loop, a hook,
 an extra optimizer step) lives in :mod:`mlmask_mm.engine`.
 """
 from abc import ABCMeta, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, List, Optional, Tuple
 
 import torch
 from mmengine.model import BaseModule
@@ -43,16 +44,16 @@ class MaskResult:
 class MaskContext:
     """What a masker may know besides the tokens.
 
+    Plain data, no back-reference to the model: an algorithm that computes
+    something for its masker (e.g. Self-Guided MAE's relevance) passes it as
+    a tensor in a subclass (``InformedMaskContext``).
+
     Attributes:
         patch_resolution: (h, w) of the patch grid, h * w = L.
         data_samples: the batch's data samples (per-image masks, labels...).
-        model: the calling algorithm, for maskers that read its features.
-        extra: free-form values passed by loops and hooks.
     """
     patch_resolution: Tuple[int, int]
     data_samples: Optional[List[Any]] = None
-    model: Optional[torch.nn.Module] = None
-    extra: Dict[str, Any] = field(default_factory=dict)
 
 
 def check_mask_ratio(mask_ratio: float, name: str = 'mask_ratio') -> float:

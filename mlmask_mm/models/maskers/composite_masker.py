@@ -13,8 +13,8 @@ class CompositeMasker(BaseMasker):
     """Delegate each batch to one of several maskers.
 
     ``mode='switch'``: use ``maskers[active]``; ``active`` is a buffer (saved
-    in checkpoints) that hooks change, e.g. random → informed masking once a
-    criterion holds.  ``mode='random'``: pick masker i with probability
+    in checkpoints) that a hook or an algorithm changes with
+    :meth:`set_active` (e.g. a curriculum of masking strategies).  ``mode='random'``: pick masker i with probability
     ``probs[i]`` for each batch.  All sub-maskers must share one mask ratio.
     """
 

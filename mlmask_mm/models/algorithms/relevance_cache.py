@@ -1,9 +1,11 @@
-"""Per-image relevance maps of Self-Guided MAE's cached mode.
+"""Per-image relevance maps of Self-Guided MAE's cached generation modes.
 
-Every k epochs :class:`SelfGuidedCacheHook` computes the relevance S_i of
-every patch of every training image, seen whole (resized to the model's
-input size, no crop, no flip), and stores it here as an h x w map in the
-image's own coordinates, keyed by the dataset index.  A training sample is
+At the switch (and every k epochs with ``generation='refresh'``)
+:class:`~mlmask_mm.engine.hooks.SelfGuidedHook` has
+:class:`~mlmask_mm.models.algorithms.SelfGuidedMAE` compute the relevance
+S_i of every patch of every training image, seen whole (resized to the
+model's input size, no crop, no flip), and stores it here as an h x w map
+in the image's own coordinates, keyed by the dataset index.  A training sample is
 a random crop of its image, maybe flipped; its relevance is read from the
 map at the centres of its own patches (:func:`view_relevance`):
 
@@ -16,8 +18,8 @@ with (x0, y0, x1, y1) the crop box as fractions of the image
 there.  The flip is applied after the crop, as in the MAE pipelines.
 
 The maps live in host memory as float16 (N x h x w: 1.28 M ImageNet images
-at 14 x 14 take 0.5 GB), on every rank, and are not saved in checkpoints: a
-resumed run computes them again from the resumed weights.
+at 14 x 14 take 0.5 GB), on every rank, and are saved in checkpoints with
+the algorithm's state, so a resumed run keeps the masks generated at T.
 """
 from typing import Sequence
 
@@ -65,6 +67,21 @@ class RelevanceCache:
         self.maps = torch.zeros(num_images, *grid, dtype=torch.float16)
         self.filled = torch.zeros(num_images, dtype=torch.bool)
         self.refreshes = 0  # how many times the whole cache was computed
+        self.generated_at = None  # progress (epoch / iteration) of the last
+
+    def state(self) -> dict:
+        """Plain tensors and ints (checkpoints load with weights_only)."""
+        return dict(maps=self.maps, filled=self.filled,
+                    refreshes=self.refreshes, generated_at=self.generated_at)
+
+    @classmethod
+    def from_state(cls, state: dict) -> 'RelevanceCache':
+        cache = cls(0, state['maps'].shape[1:])
+        cache.maps = state['maps'].to('cpu', torch.float16)
+        cache.filled = state['filled'].to('cpu', torch.bool)
+        cache.refreshes = int(state['refreshes'])
+        cache.generated_at = state['generated_at']
+        return cache
 
     @property
     def grid(self):
@@ -81,15 +98,15 @@ class RelevanceCache:
         """B x L relevance of the views described by ``data_samples``."""
         if data_samples is None or len(data_samples) == 0:
             raise ValueError(
-                "SelfGuidedMasker(mode='cached') needs the batch's data "
-                'samples (sample_idx, crop_box, flip) in its MaskContext')
+                "SelfGuidedMAE's cached relevance needs the batch's data "
+                'samples (sample_idx, crop_box, flip)')
         indices, boxes, flips = [], [], []
         for s in data_samples:
             meta = s.metainfo
             for key in ('sample_idx', 'crop_box'):
                 if key not in meta:
                     raise KeyError(
-                        f"SelfGuidedMasker(mode='cached'): data sample has no "
+                        f"SelfGuidedMAE's cached relevance: data sample has no "
                         f"'{key}'; the train pipeline needs "
                         "RecordedRandomResizedCrop and PackInputs(meta_keys="
                         'mlmask_mm.datasets.SELF_GUIDED_META_KEYS)')
@@ -106,8 +123,8 @@ class RelevanceCache:
                        if i >= len(self.filled) or not self.filled[i]]
             raise KeyError(f'relevance cache has no map for dataset indices '
                            f'{missing[:8]} (cache of {len(self.filled)} '
-                           'images): SelfGuidedCacheHook must refresh it '
-                           'before informed masks are drawn')
+                           'images): SelfGuidedHook generates it before '
+                           'informed masks are drawn')
         maps = self.maps[index].to(device=device, dtype=torch.float32)
         return view_relevance(
             maps, torch.tensor(boxes, device=device),

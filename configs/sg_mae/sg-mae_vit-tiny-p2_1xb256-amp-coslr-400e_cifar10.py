@@ -1,6 +1,7 @@
 # Self-Guided MAE, ViT-tiny with 2 px patches (256 patches) on CIFAR-10,
-# one GPU, batch 256, 400 epochs (warm-up 40), informed masking from the
-# exploitation-rate criterion (checked every 5 epochs) or `start=N`.
+# one GPU, batch 256, 400 epochs (warm-up 40).  Informed masks from the
+# first crossing of the exploitation rates (checked every epoch, not before
+# epoch 10, at the latest at the paper's epoch 50), generated once then.
 #
 # Data: the `train` split of ../shared/data/cifar10, prepared as described
 # in ../_base_/datasets/cifar10_mae.py.
@@ -8,21 +9,22 @@ _base_ = [
     '../_base_/models/mae_vit-tiny-p4.py',
     '../_base_/datasets/cifar10_mae.py',
     '../_base_/default_runtime.py',
+    './_base_/self_guided.py',
 ]
 img_size, patch_size = 32, 2
-model = dict(
+model = _base_.sg_model
+model.update(
     backbone=dict(img_size=img_size, patch_size=patch_size),
     neck=dict(num_patches=(img_size // patch_size)**2, patch_size=patch_size),
-    head=dict(patch_size=patch_size),
-    masker=dict(
-        _delete_=True,
-        type='CompositeMasker',
-        mode='switch',
-        maskers=[
-            dict(type='RandomMasker', mask_ratio=0.75),
-            dict(type='SelfGuidedMasker', mask_ratio=0.75, feature_layer=-2,
-                 hint_ratio=0.05, hint_mode='uniform')
-        ]))
+    head=dict(patch_size=patch_size))
+train_dataloader = dict(dataset=dict(pipeline=[
+    dict(type='LoadImageFromFile'),
+    dict(type='RecordedRandomResizedCrop', scale=32,
+         crop_ratio_range=(0.5, 1.0), backend='pillow',
+         interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5),
+    _base_.sg_pack_inputs,
+]))
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     loss_scale='dynamic',
@@ -46,7 +48,4 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=400)
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=20, max_keep_ckpts=3),
     logger=dict(type='LoggerHook', interval=50))
-custom_hooks = [
-    dict(type='SelfGuidedStartHook', start=None, by_epoch=True, interval=5,
-         num_images=256, hint_ratio=(0.1, 0.02)),
-]
+custom_hooks = [dict(type='SelfGuidedHook')]

@@ -1,0 +1,371 @@
+"""Self-Guided MAE (Shin et al., "Self-Guided Masked Autoencoder",
+NeurIPS 2024), top to bottom; see docs/self_guided_mae.md.
+
+Random masks first.  Every check (``switch.interval`` epochs) the decoder's
+exploitation rates R_{V→O}, R_{M→O} (a mass-conserving attention rollout,
+:mod:`.exploitation`) are measured under random masks on a fixed,
+class-balanced sample; informed masking starts at T, the first check where
+R_{M→O} ≥ R_{V→O} after a check where it was below (the paper's Fig. 4),
+not before ``switch.earliest`` and at the latest at ``switch.fallback``
+(or at a fixed ``switch.start``).  From T on, each image's relevance S
+(:mod:`.self_guided_ncut`: a normalised cut of the features A(XW^V) of
+encoder block ``feature_layer``) ranks its patches and
+:class:`~mlmask_mm.models.maskers.SelfGuidedMasker` masks the most relevant
+ones, revealing a share h of them as hints.
+
+``generation`` says where S comes from:
+
+* ``'once'`` (default, the paper's "use these informed masks for the
+  remainder of the training"): computed at T for every training image,
+  whole, and kept (:class:`.relevance_cache.RelevanceCache`); each batch
+  reads it through its samples' crop boxes and flips;
+* ``'refresh'``: the same, recomputed every ``refresh_interval`` epochs;
+* ``'iteration'``: recomputed on every training view (one extra no-grad
+  encoder pass per step).
+
+The hint ratio h is owned here: h = h_T at T, decaying linearly to
+h_end at the last iteration, h(t) = h_T + (h_end − h_T) (t − t_T) /
+(t_max − t_T) in iterations.  The switch, the measurement history and the
+relevance cache are this module's state, saved in checkpoints
+(``get_extra_state``).  :class:`~mlmask_mm.engine.hooks.SelfGuidedHook`
+drives it from the runner through :meth:`check_due`, :meth:`measure_rates`,
+:meth:`decide`, :meth:`start_informed`, :meth:`generation_due`,
+:meth:`image_relevance`, :meth:`store_relevance` and :meth:`set_clock`.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmpretrain.structures import DataSample
+
+from mlmask_mm.registry import MODELS
+from ..maskers.base import mask_from_ranking, num_visible
+from ..maskers.self_guided_masker import InformedMaskContext
+from .exploitation import decoder_attention_rates
+from .masked_mae import MaskedMAE
+from .relevance_cache import RelevanceCache
+from .self_guided_ncut import (SolverLog, affinity, fiedler_vector,
+                               object_relevance)
+
+GENERATIONS = ('once', 'refresh', 'iteration')
+FEATURES = ('values', 'blocks')
+CRITERIA = ('crossing', 'fixed')
+
+
+def _check_keys(name: str, given: dict, allowed: Sequence[str]) -> None:
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise ValueError(f'SelfGuidedMAE: unknown {name} settings {unknown}; '
+                         f'allowed: {sorted(allowed)}')
+
+
+@MODELS.register_module()
+class SelfGuidedMAE(MaskedMAE):
+    """Self-Guided MAE: a :class:`MaskedMAE` that switches itself from random
+    to informed masks.
+
+    Args:
+        backbone, neck, head, masker, **kwargs: as :class:`MaskedMAE`;
+            ``masker`` (default ``RandomMasker``) draws the masks before T.
+        informed_masker: config of the masker used from T on
+            (``SelfGuidedMasker``; its mask ratio must equal ``masker``'s).
+        features: ``'values'`` (A(XW^V), the attention output before the
+            projection, eq. 2) or ``'blocks'`` (the block's output).
+        feature_layer: encoder block of the features (negative = from the
+            end; -2: the second-to-last, the paper's choice).
+        ncut: ``tau`` (graph threshold, 0: fully connected with negative
+            similarities clamped), ``eps`` and the solver's ``tol``,
+            ``max_iters``, ``patience``, ``block``, ``power_steps``
+            (:func:`~.self_guided_ncut.fiedler_vector`).
+        generation: ``'once'``, ``'refresh'`` or ``'iteration'``.
+        refresh_interval: k, in ``switch.by_epoch`` units, for ``'refresh'``.
+        switch: ``criterion`` (``'crossing'`` or ``'fixed'``), ``by_epoch``,
+            ``interval`` (checks), ``earliest``, ``fallback`` (``None``:
+            none) and ``start`` (for ``'fixed'``), all in epochs (or
+            iterations with ``by_epoch=False``).
+        hint_ratio: (h_T, h_end) of the linear decay.
+        measurement: ``num_images`` and ``seed`` of the class-balanced sample
+            the rates are measured on (and of its random masks).
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 neck: Optional[dict] = None,
+                 head: Optional[dict] = None,
+                 masker: Optional[dict] = None,
+                 informed_masker: Optional[dict] = None,
+                 features: str = 'values',
+                 feature_layer: int = -2,
+                 ncut: Optional[dict] = None,
+                 generation: str = 'once',
+                 refresh_interval: Optional[int] = None,
+                 switch: Optional[dict] = None,
+                 hint_ratio: Sequence[float] = (0.05, 0.0),
+                 measurement: Optional[dict] = None,
+                 **kwargs) -> None:
+        super().__init__(backbone=backbone, neck=neck, head=head,
+                         masker=masker, **kwargs)
+        informed_masker = dict(informed_masker or
+                               dict(type='SelfGuidedMasker'))
+        informed_masker.setdefault('mask_ratio', self.masker.mask_ratio)
+        self.informed_masker = MODELS.build(informed_masker)
+        if self.informed_masker.mask_ratio != self.masker.mask_ratio:
+            raise ValueError(
+                f'SelfGuidedMAE: informed_masker.mask_ratio='
+                f'{self.informed_masker.mask_ratio} differs from the random '
+                f'masker\'s {self.masker.mask_ratio}')
+        if features not in FEATURES:
+            raise ValueError(f'SelfGuidedMAE: features must be one of '
+                             f'{FEATURES}, got {features!r}')
+        depth = len(self.backbone.layers)
+        if not -depth <= feature_layer < depth:
+            raise ValueError(f'SelfGuidedMAE: feature_layer={feature_layer} '
+                             f'is not a block of the {depth}-block encoder')
+        self.features, self.feature_layer = features, feature_layer
+        self.ncut = dict(tau=0.0, eps=1e-5, tol=1e-4, max_iters=500,
+                         patience=48, block=4, power_steps=3)
+        _check_keys('ncut', ncut or {}, self.ncut)
+        self.ncut.update(ncut or {})
+        if generation not in GENERATIONS:
+            raise ValueError(f'SelfGuidedMAE: generation must be one of '
+                             f'{GENERATIONS}, got {generation!r}')
+        if (generation == 'refresh') != (refresh_interval is not None):
+            raise ValueError(
+                "SelfGuidedMAE: refresh_interval is set with (and only with) "
+                f"generation='refresh', got generation={generation!r}, "
+                f'refresh_interval={refresh_interval!r}')
+        if refresh_interval is not None and (
+                not isinstance(refresh_interval, int) or refresh_interval < 1):
+            raise ValueError('SelfGuidedMAE: refresh_interval must be an '
+                             f'integer >= 1, got {refresh_interval!r}')
+        self.generation, self.refresh_interval = generation, refresh_interval
+        self.switch = dict(criterion='crossing', by_epoch=True, interval=1,
+                           earliest=1, fallback=None, start=None)
+        _check_keys('switch', switch or {}, self.switch)
+        self.switch.update(switch or {})
+        sw = self.switch
+        if sw['criterion'] not in CRITERIA:
+            raise ValueError(f'SelfGuidedMAE: switch.criterion must be one '
+                             f"of {CRITERIA}, got {sw['criterion']!r}")
+        if (sw['criterion'] == 'fixed') != (sw['start'] is not None):
+            raise ValueError(
+                "SelfGuidedMAE: switch.start is set with (and only with) "
+                f"criterion='fixed', got {sw['criterion']!r}, "
+                f"start={sw['start']!r}")
+        if sw['fallback'] is not None and sw['fallback'] < sw['earliest']:
+            raise ValueError(f"SelfGuidedMAE: switch.fallback="
+                             f"{sw['fallback']} is before switch.earliest="
+                             f"{sw['earliest']}")
+        if not isinstance(sw['interval'], int) or sw['interval'] < 1:
+            raise ValueError('SelfGuidedMAE: switch.interval must be an '
+                             f"integer >= 1, got {sw['interval']!r}")
+        h_t, h_end = hint_ratio
+        for h in (h_t, h_end):
+            if not 0 <= h < 1:
+                raise ValueError(f'SelfGuidedMAE: hint_ratio={hint_ratio} '
+                                 'must lie in [0, 1)')
+        self.hint_schedule = (float(h_t), float(h_end))
+        self.measurement = dict(num_images=256, seed=0)
+        _check_keys('measurement', measurement or {}, self.measurement)
+        self.measurement.update(measurement or {})
+        # state (get_extra_state)
+        self.switch_at: Optional[int] = None   # T, in switch units
+        self.switch_iter: Optional[int] = None  # T, in iterations
+        self.seen_below = False
+        self.history: List[Tuple[int, float, float]] = []
+        self.cache: Optional[RelevanceCache] = None
+        self.solver_log: Optional[SolverLog] = None  # of the last solve
+        self._clock = (0, 1)  # (iteration, max_iters) for the hint ratio
+
+    # ---------------------------------------------------------------- state
+    @property
+    def informed(self) -> bool:
+        return self.switch_at is not None
+
+    @property
+    def progress_unit(self) -> str:
+        return 'epoch' if self.switch['by_epoch'] else 'iteration'
+
+    def get_extra_state(self) -> dict:
+        return dict(
+            switch_at=self.switch_at, switch_iter=self.switch_iter,
+            seen_below=self.seen_below,
+            history=torch.tensor(self.history, dtype=torch.float64).reshape(
+                -1, 3),
+            cache=None if self.cache is None else self.cache.state())
+
+    def set_extra_state(self, state: dict) -> None:
+        self.switch_at = state['switch_at']
+        self.switch_iter = state['switch_iter']
+        self.seen_below = bool(state['seen_below'])
+        self.history = [(int(p), float(a), float(b))
+                        for p, a, b in state['history'].tolist()]
+        self.cache = None if state['cache'] is None else \
+            RelevanceCache.from_state(state['cache'])
+
+    # ----------------------------------------------------------- hint ratio
+    def set_clock(self, iteration: int, max_iters: int) -> None:
+        """Where training is, for the hint ratio's decay."""
+        self._clock = (int(iteration), max(int(max_iters), 1))
+
+    @property
+    def hint_ratio(self) -> float:
+        """h(t) = h_T + (h_end − h_T) (t − t_T) / (t_max − t_T)."""
+        h_t, h_end = self.hint_schedule
+        t, t_max = self._clock
+        t_T = self.switch_iter if self.switch_iter is not None else t
+        if t_max <= t_T:
+            return h_t
+        share = min(max((t - t_T) / (t_max - t_T), 0.0), 1.0)
+        return h_t + (h_end - h_t) * share
+
+    # ---------------------------------------------------------- the switch
+    def check_due(self, progress: int) -> bool:
+        """Whether the rates are measured after ``progress`` epochs (or
+        iterations) have finished."""
+        return progress % self.switch['interval'] == 0
+
+    @torch.no_grad()
+    def measure_rates(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Σ over the images of R_{V→O}, R_{M→O} at the last decoder
+        layer, and their count: a float64 3-vector (summed over ranks by the hook).
+
+        Under random masks from ``measurement.seed`` (the global RNG is left
+        as it was), in eval mode.
+        """
+        if len(inputs) == 0:
+            return torch.zeros(3, dtype=torch.float64)
+        was_training = self.training
+        self.eval()
+        devices = [inputs.device] if inputs.device.type == 'cuda' else []
+        try:
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(self.measurement['seed'])
+                tokens = self.backbone.embed(inputs)
+                B, L = tokens.shape[:2]
+                noise = torch.rand(B, L, device=tokens.device)
+                result = mask_from_ranking(
+                    noise, num_visible(L, self.masker.mask_ratio))
+                rates = decoder_attention_rates(self, tokens, result)[-1]
+        finally:
+            self.train(was_training)
+        return torch.stack([rates['R_VO'].double().sum().cpu(),
+                            rates['R_MO'].double().sum().cpu(),
+                            torch.tensor(float(B), dtype=torch.float64)])
+
+    def decide(self, progress: int, r_vo: float, r_mo: float) -> str:
+        """Record a check and say what it decides (deterministic in its
+        arguments, so ranks given the same rates agree).
+
+        Returns ``''`` (stay random) or why informed masking starts now:
+        ``'crossing'``, ``'fallback'`` or ``'fixed start'``;
+        ``'informed'`` once switched.
+        """
+        self.history.append((int(progress), float(r_vo), float(r_mo)))
+        if self.informed:
+            return 'informed'
+        sw = self.switch
+        if sw['criterion'] == 'fixed':
+            return 'fixed start' if progress >= sw['start'] else ''
+        below = r_mo < r_vo
+        if below:
+            self.seen_below = True
+        if self.seen_below and not below and progress >= sw['earliest']:
+            return 'crossing'
+        if sw['fallback'] is not None and progress >= sw['fallback']:
+            return 'fallback'
+        return ''
+
+    def start_informed(self, progress: int, iteration: int) -> None:
+        """Informed masks from ``progress`` (epochs / iterations done) on."""
+        self.switch_at, self.switch_iter = int(progress), int(iteration)
+
+    # ---------------------------------------------------------- relevance
+    @torch.no_grad()
+    def token_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """X′ of all L patch tokens from block ``feature_layer``: A(XW^V)
+        (``features='values'``) or the block output (``'blocks'``)."""
+        values = self.features == 'values'
+        walk = self.backbone.walk(tokens.detach(), upto=self.feature_layer,
+                                  norm=False, return_values=values)
+        x = walk.values[-1] if values else walk.output
+        return x[:, 1:]
+
+    @torch.no_grad()
+    def relevance_from_features(self, features: torch.Tensor,
+                                warn: bool = True) -> torch.Tensor:
+        """S (B x L, float32) of B x L x C features; keeps the solver log."""
+        x = features.float()
+        c = self.ncut
+        with torch.autocast(x.device.type, enabled=False):
+            y1, self.solver_log = fiedler_vector(
+                affinity(x, c['tau'], c['eps']), c['tol'], c['max_iters'],
+                block=c['block'], power_steps=c['power_steps'],
+                patience=c['patience'], warn=warn)
+            return object_relevance(x, y1)
+
+    @torch.no_grad()
+    def image_relevance(self, inputs: torch.Tensor,
+                        warn: bool = True) -> torch.Tensor:
+        """S of whole (preprocessed) images, B x L."""
+        tokens = self.backbone.embed(inputs)
+        return self.relevance_from_features(self.token_features(tokens), warn)
+
+    def generation_due(self, progress: int) -> bool:
+        """Whether the cache must be (re)computed before this iteration."""
+        if not self.informed or self.generation == 'iteration':
+            return False
+        if self.cache is None or self.cache.generated_at is None:
+            return True
+        return (self.generation == 'refresh' and progress -
+                self.cache.generated_at >= self.refresh_interval)
+
+    def new_cache(self, num_images: int) -> None:
+        self.cache = RelevanceCache(num_images,
+                                    tuple(self.backbone.patch_resolution))
+
+    def store_relevance(self, indices: torch.Tensor, maps: torch.Tensor,
+                        progress: int) -> None:
+        """Keep a whole generation pass (every image) under ``progress``."""
+        self.cache.store(indices, maps)
+        if not bool(self.cache.filled.all()):
+            missing = (~self.cache.filled).nonzero().squeeze(-1)
+            raise RuntimeError(f'relevance generation left '
+                               f'{len(missing)} images without a map, '
+                               f'e.g. {missing[:8].tolist()}')
+        self.cache.refreshes += 1
+        self.cache.generated_at = int(progress)
+
+    # ------------------------------------------------------------ masking
+    def mask(self, inputs: torch.Tensor,
+             data_samples: Optional[List[DataSample]] = None):
+        """Random masks before T, informed masks from T on."""
+        tokens = self.backbone.embed(inputs)
+        if not self.informed:
+            return tokens, self.masker(tokens, inputs,
+                                       self.mask_context(data_samples))
+        grid = tuple(self.backbone.patch_resolution)
+        if self.generation == 'iteration':
+            relevance = self.relevance_from_features(
+                self.token_features(tokens))
+        else:
+            if self.cache is None:
+                raise RuntimeError(
+                    f"SelfGuidedMAE(generation={self.generation!r}) is "
+                    'informed but has no relevance cache: add '
+                    "dict(type='SelfGuidedHook') to custom_hooks")
+            relevance = self.cache.lookup(data_samples, grid, tokens.device)
+        context = InformedMaskContext(
+            patch_resolution=grid, data_samples=data_samples,
+            importance=relevance, hint_ratio=self.hint_ratio)
+        return tokens, self.informed_masker(tokens, inputs, context)
+
+    def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
+        losses = super().loss(inputs, data_samples, **kwargs)
+        if self.informed and self.generation == 'iteration' and \
+                self.solver_log is not None:
+            s = self.solver_log.summary()
+            # logged, not optimised: plain tensors without grad
+            losses['sg_solver_products'] = torch.tensor(s['products_mean'])
+            losses['sg_solver_cap_share'] = torch.tensor(s['cap_share'])
+        return losses

@@ -1,5 +1,13 @@
-"""Shared fixtures: tiny generated image folders and tiny MAE configs."""
+"""Shared fixtures: tiny generated image folders and tiny MAE configs, the
+Runner builder, and the skips of tests that need an optional part.
+
+Optional parts (``make test`` installs them; ``make demo`` does not): a test
+marked ``needs_mmseg``, ``needs_mmdet`` or ``needs_mmcv_ops`` is skipped,
+with the reason, where that part is missing; with ``MLMASK_MM_FULL_STACK=1``
+(set by ``make test``) a missing part fails the run instead.
+"""
 import contextlib
+import glob
 import importlib.util
 import os
 import os.path as osp
@@ -19,9 +27,18 @@ DEMO_CONFIG = osp.join(REPO, 'configs', 'mae', 'mae_vit-tiny-p4_demo.py')
 
 
 def load_tool(name: str):
-    """A script under tools/ as a module: ``load_tool('benchmark')``,
-    ``load_tool('dataset_converters/cifar10_split')``."""
+    """A script under tools/ as a module, by its path below tools/
+    (``load_tool('analysis_tools/benchmark')``) or, when that is unique, by
+    its name alone (``load_tool('fewshot')``)."""
     path = osp.join(REPO, 'tools', *name.split('/')) + '.py'
+    if not osp.isfile(path) and '/' not in name:
+        found = glob.glob(osp.join(REPO, 'tools', '**', name + '.py'),
+                          recursive=True)
+        if len(found) != 1:
+            raise FileNotFoundError(
+                f'load_tool: {len(found)} scripts named {name}.py under '
+                f'tools/: {found}')
+        path = found[0]
     spec = importlib.util.spec_from_file_location(
         'mlmask_tool_' + name.replace('/', '_'), path)
     module = importlib.util.module_from_spec(spec)
@@ -87,8 +104,63 @@ def tiny_config(data_root: str, work_dir: str, max_iters: int = 4,
 
 @pytest.fixture(autouse=True)
 def _torch_threads():
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', 2)))
     yield
+
+
+@pytest.fixture(scope='session')
+def build_runner():
+    """``build_runner(cfg, name)``: a Runner from a config, as
+    ``tools/train.py`` builds it (``prepare_config``), under a distinct
+    experiment name (mmengine keeps loggers and visualizers by name, and two
+    runners started within the same second would otherwise share them)."""
+    from mlmask_mm.engine.config_checks import prepare_config
+    from mmengine.runner import Runner
+
+    def build(cfg: Config, name: str):
+        cfg.experiment_name = name
+        return Runner.from_cfg(prepare_config(cfg))
+    return build
+
+
+def _has_mmcv_ops() -> bool:
+    """Full mmcv (compiled ops), not mmcv-lite."""
+    try:
+        return importlib.util.find_spec('mmcv._ext') is not None
+    except ImportError:
+        return False
+
+
+def _has(*modules: str) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+# marker: (is the part there, what it is)
+OPTIONAL_PARTS = dict(
+    needs_mmcv_ops=(_has_mmcv_ops, 'full mmcv with compiled ops (mmcv.ops)'),
+    needs_mmseg=(lambda: _has_mmcv_ops() and _has('mmseg'),
+                 'mmsegmentation and full mmcv (mmcv.ops)'),
+    needs_mmdet=(lambda: _has_mmcv_ops() and _has('mmdet', 'pycocotools'),
+                 'mmdet, pycocotools and full mmcv (mmcv.ops)'),
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    missing = {marker: what for marker, (there, what) in
+               OPTIONAL_PARTS.items() if not there()}
+    if not missing:
+        return
+    for item in items:
+        for marker, what in missing.items():
+            if item.get_closest_marker(marker) is None:
+                continue
+            if os.environ.get('MLMASK_MM_FULL_STACK') == '1':
+                raise pytest.UsageError(
+                    f'{item.nodeid} needs {what}, which is missing, and '
+                    'MLMASK_MM_FULL_STACK=1 asks for the whole stack: '
+                    'run `make install-full` (or unset it to skip)')
+            item.add_marker(pytest.mark.skip(
+                reason=f'needs {what}; `make test` installs it'))
 
 
 @contextlib.contextmanager

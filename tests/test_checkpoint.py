@@ -12,19 +12,10 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging.history_buffer import HistoryBuffer
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import load_checkpoint
 
 from conftest import DEMO_CONFIG, load_tool, make_image_folder, tiny_config
-from mlmask_mm.apis import prepare_config
 from mlmask_mm.registry import MODELS
-
-
-def build_runner(cfg, name):
-    # a distinct experiment name per runner: mmengine keeps loggers and
-    # visualizers by name, and two runners started within the same second
-    # would otherwise share them
-    cfg.experiment_name = name
-    return Runner.from_cfg(prepare_config(cfg))
 
 
 class _Snapshot(Hook):
@@ -63,7 +54,7 @@ class _Kill(Hook):
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, build_runner):
     """A Runner checkpoint after 2 iterations: (path, image folder)."""
     tmp = tmp_path_factory.mktemp('trained')
     root = make_image_folder(str(tmp / 'images'))
@@ -76,7 +67,7 @@ def trained(tmp_path_factory):
 
 
 # ------------------------------------------------------------ exact resume
-def test_kill_and_resume_equals_uninterrupted_run(tmp_path):
+def test_kill_and_resume_equals_uninterrupted_run(tmp_path, build_runner):
     # 8 images, batch 4: 2 iterations per epoch, so the resume skips a whole
     # epoch and the rest of the run crosses another epoch end
     root = make_image_folder(str(tmp_path / 'images'), per_class=4)
@@ -258,7 +249,8 @@ def test_restricted_getattr_only_resolves_statistics_methods():
 
 
 # ----------------------------------------------------- load_from new runs
-def test_load_from_pretrained_starts_a_new_run(trained, tmp_path):
+def test_load_from_pretrained_starts_a_new_run(
+        trained, tmp_path, build_runner):
     path, root = trained
     cfg = tiny_config(root, str(tmp_path / 'finetune'), max_iters=1)
     cfg.load_from = path

@@ -15,12 +15,11 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
 from PIL import Image
 
 from conftest import REPO, load_tool, make_image_folder, tiny_config
-from mlmask_mm.apis import check_config, prepare_config
+from mlmask_mm.engine.config_checks import check_config
 from mlmask_mm.engine.hooks.curriculum_hook import (CurriculumHook,
                                                     curriculum_value)
 from mlmask_mm.models.algorithms.cl_mae import frozen
@@ -71,7 +70,7 @@ def build_model(seed: int = 0, masker_lr=None, **overrides):
     if masker_lr is not None:
         optim['masker'].optimizer.lr = masker_lr
     optim_wrapper = OPTIM_WRAPPER_CONSTRUCTORS.build(
-        dict(type='CLMAEOptimWrapperConstructor',
+        dict(type='PartsOptimWrapperConstructor',
              optim_wrapper_cfg=optim))(model)
     return model, optim_wrapper
 
@@ -100,11 +99,6 @@ def assert_same_state(a: dict, b: dict) -> None:
         for k in a[i]:
             assert torch.equal(torch.as_tensor(a[i][k]),
                                torch.as_tensor(b[i][k])), (i, k)
-
-
-def build_runner(cfg, name):
-    cfg.experiment_name = name
-    return Runner.from_cfg(prepare_config(cfg))
 
 
 class _RecordC(Hook):
@@ -340,7 +334,7 @@ def test_curriculum_hook_by_epoch_and_errors():
 
 
 # ------------------------------------------------------------ the Runner
-def test_runner_trains_both_parts_and_logs(tmp_path):
+def test_runner_trains_both_parts_and_logs(tmp_path, build_runner):
     root = make_image_folder(str(tmp_path / 'images'))
     cfg = cl_config(root, str(tmp_path / 'work'), max_iters=4,
                     masker_update_interval=2)
@@ -396,7 +390,7 @@ def test_runner_trains_both_parts_and_logs(tmp_path):
 
 
 def test_kill_and_resume_restores_curriculum_and_both_optimizers(
-        tmp_path):
+        tmp_path, build_runner):
     root = make_image_folder(str(tmp_path / 'images'), per_class=4)
     N, K = 5, 2
 
@@ -438,13 +432,13 @@ def test_kill_and_resume_restores_curriculum_and_both_optimizers(
 # ------------------------------------------------------------ distributed
 def _dist_worker(rank: int, world_size: int, init_file: str, out: str):
     import torch.distributed as dist
-    from mlmask_mm.models.algorithms.cl_mae import CLMAEDataParallel
+    from mlmask_mm.engine.parts import PartsDataParallel
     torch.set_num_threads(1)
     dist.init_process_group('gloo', init_method=f'file://{init_file}',
                             rank=rank, world_size=world_size)
     try:
         model, optim = build_model(seed=rank)  # different weights per rank
-        wrapped = CLMAEDataParallel(model, device_ids=None,
+        wrapped = PartsDataParallel(model, device_ids=None,
                                     broadcast_buffers=False)
         flat = lambda: torch.cat([  # noqa: E731
             p.detach().flatten() for p in model.parameters()])
@@ -517,7 +511,7 @@ def test_dist_train_script_uses_the_cl_mae_wrapper(tmp_path):
 
 
 def test_cifar10_config_trains_by_epoch_on_the_train_split(
-        tmp_path):
+        tmp_path, build_runner):
     """The CIFAR-10 config (epoch loop, per-epoch c, ann_file split),
     shrunk, with plain (not AMP) optimizers on CPU."""
     tool = _split_tool()
@@ -650,15 +644,16 @@ def test_cifar10_split_tool(tmp_path):
 
 def test_errors_name_the_fix():
     model, optim = build_model()
-    with pytest.raises(TypeError, match='CLMAEOptimWrapperConstructor'):
+    with pytest.raises(TypeError, match='PartsOptimWrapperConstructor'):
         model.train_step(batch(), optim['mae'])
     model.train()
-    with pytest.raises(RuntimeError, match='CLMAEDataParallel'):
+    with pytest.raises(RuntimeError, match='PartsDataParallel'):
         model(torch.zeros(1, 3, 16, 16), None, mode='loss')
     with pytest.raises(ValueError, match='exactly the keys'):
         OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
-            type='CLMAEOptimWrapperConstructor',
-            optim_wrapper_cfg=dict(mae=dict(optimizer=dict(type='SGD')))))
+            type='PartsOptimWrapperConstructor',
+            optim_wrapper_cfg=dict(mae=dict(optimizer=dict(type='SGD')))))(
+                model)
     with pytest.raises(ValueError, match='masker_update_interval'):
         build_model(masker_update_interval=0)
     with pytest.raises(TypeError, match='learnable masker'):

@@ -9,7 +9,8 @@ from mmengine.runner import Runner
 
 from conftest import (REPO, epoch_sleep_off, load_tool, make_image_folder,
                       tiny_config)
-from mlmask_mm.apis import check_pretrained_checkpoint, prepare_config
+from mlmask_mm.engine.config_checks import (check_pretrained_checkpoint,
+                                            prepare_config)
 from mlmask_mm.registry import MODELS
 
 BENCH = osp.join(REPO, 'configs', 'benchmarks')

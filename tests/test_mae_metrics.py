@@ -41,7 +41,7 @@ def test_analysis_tool_writes_json_and_pictures(image_folder, tmp_path):
     cfg.dump(cfg_path)
     out = tmp_path / 'analysis'
     proc = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'analysis', 'sg_analysis.py'),
+        [sys.executable, osp.join(REPO, 'tools', 'analysis_tools', 'sg_analysis.py'),
          cfg_path, '--num-images', '3', '--out-dir', str(out)],
         capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -15,10 +15,8 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
 
 from conftest import REPO, make_image_folder
-from mlmask_mm.apis import prepare_config
 from mlmask_mm.datasets import LabelledSplit, stratified_split
 from mlmask_mm.engine.loops.mlo_loop import CyclingIterator
 
@@ -73,11 +71,6 @@ def mlo_config(mae_root, labelled_root, work_dir, max_iters=3, n=1,
     return cfg
 
 
-def build_runner(cfg, name):
-    cfg.experiment_name = name  # distinct loggers/visualizers per runner
-    return Runner.from_cfg(prepare_config(cfg))
-
-
 @pytest.fixture
 def folders(tmp_path):
     """(unlabelled MAE images, labelled class folders): 8 + 2x5 images."""
@@ -126,7 +119,8 @@ def _params(model, prefix):
 
 
 # ----------------------------------------------------------------- runner
-def test_three_levels_update_through_the_runner(folders, tmp_path):
+def test_three_levels_update_through_the_runner(
+        folders, tmp_path, build_runner):
     mae, labelled = folders
     cfg = mlo_config(mae, labelled, str(tmp_path / 'work'), max_iters=3, n=2)
     runner = build_runner(cfg, 'mlo_three_levels')
@@ -174,7 +168,8 @@ def test_three_levels_update_through_the_runner(folders, tmp_path):
 
 # ----------------------------------------------------------------- resume
 @pytest.mark.parametrize('by_epoch', [False, True], ids=['iters', 'epochs'])
-def test_resume_equals_uninterrupted_run(folders, tmp_path, by_epoch):
+def test_resume_equals_uninterrupted_run(
+        folders, tmp_path, by_epoch, build_runner):
     """A run resumed from the checkpoint of iteration C of an uninterrupted
     run ends identical to it: parameters, the three optimizers' states and
     learning rates, the batches of all three dataloaders.
@@ -275,7 +270,7 @@ def _free_port() -> int:
 
 
 def test_two_gloo_processes_equal_one_on_the_concatenated_batch(
-        folders, tmp_path):
+        folders, tmp_path, build_runner):
     """tools/dist_train.sh with 2 CPU processes (batch b each) ends with the
     parameters of one process on batches of 2b.  With a deterministic
     pipeline and DefaultSampler, rank r reads items r, r+2, ... of the same
@@ -371,7 +366,8 @@ def test_labelled_split_parts_and_record(tmp_path):
 
 
 # ------------------------------------------------ before-training errors
-def test_missing_labelled_split_is_one_clear_error(folders, tmp_path):
+def test_missing_labelled_split_is_one_clear_error(
+        folders, tmp_path, build_runner):
     mae, labelled = folders
     cfg = mlo_config(mae, labelled, str(tmp_path / 'work'))
     cfg.train_cfg.pop('labelled_split')
@@ -382,7 +378,7 @@ def test_missing_labelled_split_is_one_clear_error(folders, tmp_path):
         build_runner(cfg, 'mlo_no_folder').train()
 
 
-def test_one_class_is_one_clear_error(folders, tmp_path):
+def test_one_class_is_one_clear_error(folders, tmp_path, build_runner):
     mae, _ = folders
     one = make_image_folder(str(tmp_path / 'one'), classes=('a', ),
                             per_class=5, size=IMG)
@@ -392,7 +388,7 @@ def test_one_class_is_one_clear_error(folders, tmp_path):
 
 
 def test_level3_sharing_files_with_evaluation_is_one_clear_error(
-        folders, tmp_path):
+        folders, tmp_path, build_runner):
     mae, labelled = folders
     # the evaluation set is one class folder of the labelled images
     evaluation = dict(type='ImageFolder', data_root=labelled,
@@ -420,7 +416,8 @@ def test_level3_sharing_files_with_evaluation_is_one_clear_error(
 
 
 # --------------------------------------------------- continued pretraining
-def test_continued_pretraining_loads_an_mae_checkpoint(folders, tmp_path):
+def test_continued_pretraining_loads_an_mae_checkpoint(
+        folders, tmp_path, build_runner):
     """load_from a MaskedMAE checkpoint (keys = mmpretrain MAE's): the MAE
     parts start from it, the masking network and the head start fresh."""
     from conftest import tiny_config
@@ -447,8 +444,8 @@ def test_continued_pretraining_loads_an_mae_checkpoint(folders, tmp_path):
             assert k.startswith(('masker.', 'downstream_head.')), k
 
 
-def test_amp_optim_wrapper_is_refused_with_the_right_setting(folders,
-                                                             tmp_path):
+def test_amp_optim_wrapper_is_refused_with_the_right_setting(
+        folders, tmp_path, build_runner):
     mae, labelled = folders
     cfg = mlo_config(mae, labelled, str(tmp_path / 'work'))
     cfg.optim_wrapper.type = 'AmpOptimWrapper'  # tools/train.py --amp

@@ -195,7 +195,7 @@ def sg_config(image_folder, work_dir, max_iters=6, **hook):
 def test_hook_switches_exactly_when_criterion_holds(image_folder, tmp_path,
                                                     monkeypatch):
     from mmengine.runner import Runner
-    from mlmask_mm.apis import prepare_config
+    from mlmask_mm.engine.config_checks import prepare_config
     from mlmask_mm.engine.hooks import self_guided_hook
     # R_MO - R_VO after iterations 1, 2, 3, ...: crosses 0 at iteration 3
     sequence = iter([(1.0, 0.5), (1.0, 0.9), (1.0, 1.0), (1.0, 0.2)] + [
@@ -221,7 +221,7 @@ def test_hook_switches_exactly_when_criterion_holds(image_folder, tmp_path,
 def test_hook_fixed_start_and_real_rates_through_runner(image_folder,
                                                         tmp_path):
     from mmengine.runner import Runner
-    from mlmask_mm.apis import prepare_config
+    from mlmask_mm.engine.config_checks import prepare_config
     cfg = sg_config(image_folder, str(tmp_path / 'w'), max_iters=4, start=2,
                     hint_ratio=(0.2, 0.0))
     runner = Runner.from_cfg(prepare_config(cfg))
@@ -245,7 +245,7 @@ def test_sg_configs_build():
     import os.path as osp
     from mmengine.config import Config
     from conftest import REPO
-    from mlmask_mm.apis import check_config
+    from mlmask_mm.engine.config_checks import check_config
     for name in ('sg-mae_vit-tiny-p4_demo.py',
                  'sg-mae_vit-tiny-p2_cifar10.py',
                  'sg-mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'):

@@ -166,7 +166,7 @@ def cached_config(image_folder, work_dir, max_iters=7, start=2, interval=2):
 def test_cached_mode_through_runner_refresh_interval_and_resume(
         image_folder, tmp_path, monkeypatch):
     from mmengine.runner import Runner
-    from mlmask_mm.apis import prepare_config
+    from mlmask_mm.engine.config_checks import prepare_config
     from mlmask_mm.engine.hooks import SelfGuidedCacheHook
     refreshed = []
     real_refresh = SelfGuidedCacheHook.refresh
@@ -204,7 +204,7 @@ def test_cached_mode_through_runner_refresh_interval_and_resume(
 
 def test_cached_mode_bad_setups_fail_before_training(image_folder, tmp_path):
     from mmengine.runner import Runner
-    from mlmask_mm.apis import prepare_config
+    from mlmask_mm.engine.config_checks import prepare_config
 
     def fails(cfg, error, match):
         runner = Runner.from_cfg(prepare_config(cfg))
@@ -243,7 +243,7 @@ def test_cached_configs_build_and_record_crops(name, image_folder):
     from mmengine.dataset import Compose
     from mmengine.registry import DefaultScope
     from conftest import REPO
-    from mlmask_mm.apis import check_config
+    from mlmask_mm.engine.config_checks import check_config
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'sg_mae', name))
     check_config(cfg)
     assert cfg.model.masker.maskers[1].mode == 'cached'
@@ -351,7 +351,7 @@ def test_per_token_rates_by_hand_and_uniform_attention():
 def test_hook_require_crossing_waits_for_a_check_below(image_folder,
                                                        tmp_path, monkeypatch):
     from mmengine.runner import Runner
-    from mlmask_mm.apis import prepare_config
+    from mlmask_mm.engine.config_checks import prepare_config
     from mlmask_mm.engine.hooks import self_guided_hook
     from test_self_guided import sg_config
     # (R_VO, R_MO): above at the first two checks (a tie at init is not a
@@ -381,7 +381,7 @@ def test_cached_mode_refresh_interval_in_epochs(image_folder, tmp_path,
     """Epoch-based loop (the configs' setting): informed from epoch 1, a
     refresh every 2 epochs -> refreshes at the start of epochs 1 and 3."""
     from mmengine.runner import Runner
-    from mlmask_mm.apis import prepare_config
+    from mlmask_mm.engine.config_checks import prepare_config
     from mlmask_mm.engine.hooks import SelfGuidedCacheHook
     refreshed = []
     real_refresh = SelfGuidedCacheHook.refresh

@@ -10,7 +10,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from conftest import DEMO_CONFIG, REPO, make_image_folder, tiny_config
-from mlmask_mm.apis import check_config, prepare_config
+from mlmask_mm.engine.config_checks import check_config, prepare_config
 
 
 def run(cfg):

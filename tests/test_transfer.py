@@ -141,6 +141,7 @@ def seg_tiny_config(data, checkpoint):
     return cfg
 
 
+@pytest.mark.needs_mmseg
 def test_upernet_ade20k_from_converted_checkpoint(backbone_ckpt, tmp_path):
     cfg = seg_tiny_config(make_ade_like(str(tmp_path / 'ade')),
                           backbone_ckpt)
@@ -214,6 +215,7 @@ def det_tiny_config(data, checkpoint):
     return cfg
 
 
+@pytest.mark.needs_mmdet
 def test_mask_rcnn_coco_from_converted_checkpoint(backbone_ckpt, tmp_path):
     cfg = det_tiny_config(make_coco_like(str(tmp_path / 'coco')),
                           backbone_ckpt)
@@ -266,6 +268,8 @@ def test_simple_feature_pyramid_levels_and_errors():
         neck((torch.randn(2, 5, 32), ))
 
 
+@pytest.mark.needs_mmseg
+@pytest.mark.needs_mmdet
 def test_components_resolve_from_mmdet_and_mmseg_scopes():
     """mmengine finds 'mlmask_mm.X' only from mmpretrain's registries; the
     transfer modules register the components in mmdet's and mmseg's."""
@@ -292,6 +296,8 @@ def test_components_resolve_from_mmdet_and_mmseg_scopes():
                     dict(layer_decay_rate=0.5))(torch.nn.Linear(2, 2))
 
 
+@pytest.mark.needs_mmseg
+@pytest.mark.needs_mmdet
 def test_transfer_stack_is_installed():
     """`make test` installs the seg/det extras after the full mmcv build."""
     import importlib.metadata as metadata

@@ -20,7 +20,7 @@ from mmengine.config import Config, DictAction
 from mmengine.evaluator import BaseMetric
 from mmengine.runner import Runner
 
-from mlmask_mm.apis import prepare_config
+from mlmask_mm.engine.config_checks import prepare_config
 
 TEST_KEYS = ('test_dataloader', 'test_evaluator')
 

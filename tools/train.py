@@ -10,7 +10,8 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from mlmask_mm.apis import check_pretrained_checkpoint, prepare_config
+from mlmask_mm.engine.config_checks import (check_pretrained_checkpoint,
+                                            prepare_config)
 
 
 def parse_args():

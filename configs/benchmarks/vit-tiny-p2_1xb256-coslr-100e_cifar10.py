@@ -9,24 +9,19 @@
 # (files 4500-4999), see vit-tiny-p2_1xb256-linear-coslr-90e_cifar10.py.
 #   python tools/train.py configs/benchmarks/vit-tiny-p2_1xb256-coslr-100e_cifar10.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/cl-mae_vit-tiny-p2_cifar10/epoch_200.pth
-_base_ = ['mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py']
+_base_ = [
+    'mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py',
+    '../_base_/datasets/cifar10_cls.py'
+]
 custom_imports = dict(imports=['mlmask_mm'], allow_failed_imports=False)
 default_scope = 'mlmask_mm'
 
-CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
-                   'frog', 'horse', 'ship', 'truck')
-data_root = 'data/cifar10'
 img_size = 32
 embed_dims = 192
-mean = [125.3, 123.0, 113.9]
-std = [63.0, 62.1, 66.7]
-
-data_preprocessor = dict(num_classes=10, mean=mean, std=std, to_rgb=True)
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=img_size, backend='pillow',
-         interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+data_preprocessor = _base_.cifar10_data_preprocessor
+# the recipe's augmentation: RandAugment, random erasing
+mean, std = _base_.cifar10_mean, _base_.cifar10_std
+train_pipeline = _base_.cifar10_train_pipeline[:-1] + [
     dict(
         type='RandAugment',
         policies='timm_increasing',
@@ -46,45 +41,14 @@ train_pipeline = [
         fill_std=std[::-1]),
     dict(type='PackInputs'),
 ]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=img_size, edge='short', backend='pillow',
-         interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=img_size),
-    dict(type='PackInputs'),
-]
+test_pipeline = _base_.cifar10_test_pipeline
 train_dataloader = dict(
-    _delete_=True,
-    batch_size=256,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(
-        type='ImageFolder',
-        data_root=data_root,
-        data_prefix='train',
-        ann_file='meta/train.txt',  # files 0000-4499 of each class
-        with_label=True,
-        metainfo=dict(classes=CIFAR10_CLASSES),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    _delete_=True,
-    batch_size=256,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='ImageFolder',
-        data_root=data_root,
-        data_prefix='train',  # the val files live in the same folders
-        ann_file='meta/val.txt',  # files 4500-4999 of each class
-        with_label=True,
-        metainfo=dict(classes=CIFAR10_CLASSES),
-        pipeline=test_pipeline))
+    _base_.cifar10_train_dataloader,
+    dataset=dict(_base_.cifar10_train_dataloader.dataset,
+                 pipeline=train_pipeline))
+val_dataloader = _base_.cifar10_val_dataloader
 test_dataloader = val_dataloader
-val_evaluator = dict(type='Accuracy', topk=(1, 5))
+val_evaluator = _base_.cifar10_evaluator
 test_evaluator = val_evaluator
 
 model = dict(

@@ -16,69 +16,21 @@
 # A checkpoint with 4 px patches (configs/mae/mae_vit-tiny-p4_demo.py):
 #   --cfg-options model.backbone.patch_size=4
 _base_ = [
-    'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py'
+    'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py',
+    '../_base_/datasets/cifar10_cls.py'
 ]
 custom_imports = dict(imports=['mlmask_mm'], allow_failed_imports=False)
 default_scope = 'mlmask_mm'
 
-CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
-                   'frog', 'horse', 'ship', 'truck')
-data_root = 'data/cifar10'
 img_size = 32
 embed_dims = 192
-
-# the normalisation of the CIFAR-10 pretraining configs
-data_preprocessor = dict(
-    num_classes=10,
-    mean=[125.3, 123.0, 113.9],
-    std=[63.0, 62.1, 66.7],
-    to_rgb=True)
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=img_size, backend='pillow',
-         interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=img_size, edge='short', backend='pillow',
-         interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=img_size),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(
-    _delete_=True,
-    batch_size=256,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(
-        type='ImageFolder',
-        data_root=data_root,
-        data_prefix='train',
-        ann_file='meta/train.txt',  # files 0000-4499 of each class
-        with_label=True,
-        metainfo=dict(classes=CIFAR10_CLASSES),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    _delete_=True,
-    batch_size=256,
-    num_workers=8,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='ImageFolder',
-        data_root=data_root,
-        data_prefix='train',  # the val files live in the same folders
-        ann_file='meta/val.txt',  # files 4500-4999 of each class
-        with_label=True,
-        metainfo=dict(classes=CIFAR10_CLASSES),
-        pipeline=test_pipeline))
+data_preprocessor = _base_.cifar10_data_preprocessor
+train_pipeline = _base_.cifar10_train_pipeline
+test_pipeline = _base_.cifar10_test_pipeline
+train_dataloader = _base_.cifar10_train_dataloader
+val_dataloader = _base_.cifar10_val_dataloader
 test_dataloader = val_dataloader
-val_evaluator = dict(type='Accuracy', topk=(1, 5))
+val_evaluator = _base_.cifar10_evaluator
 test_evaluator = val_evaluator
 
 model = dict(

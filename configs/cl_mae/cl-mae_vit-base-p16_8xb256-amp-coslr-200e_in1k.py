@@ -60,7 +60,7 @@ _adamw = dict(
         }))
 optim_wrapper = dict(
     _delete_=True,
-    constructor='CLMAEOptimWrapperConstructor',
+    constructor='PartsOptimWrapperConstructor',
     mae=_adamw,
     masker=_adamw)
 
@@ -82,5 +82,5 @@ custom_hooks = [
          skip_zero=True, by_epoch=True),
 ]
 # distributed runs: CL-MAE's own train_step averages the gradients
-model_wrapper_cfg = dict(type='CLMAEDataParallel')
+model_wrapper_cfg = dict(type='PartsDataParallel')
 auto_scale_lr = dict(base_batch_size=2048)

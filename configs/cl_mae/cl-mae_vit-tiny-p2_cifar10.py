@@ -70,4 +70,4 @@ custom_hooks = [
     dict(type='MaskVisualizationHook', num_images=8, interval=10000),
 ]
 # distributed runs: CL-MAE's own train_step averages the gradients
-model_wrapper_cfg = dict(type='CLMAEDataParallel')
+model_wrapper_cfg = dict(type='PartsDataParallel')

@@ -69,4 +69,4 @@ custom_hooks = [
 log_processor = dict(by_epoch=False)
 # distributed runs (tools/dist_train.sh): CL-MAE's own train_step averages
 # the gradients (MMDistributedDataParallel would skip the module step)
-model_wrapper_cfg = dict(type='CLMAEDataParallel')
+model_wrapper_cfg = dict(type='PartsDataParallel')

@@ -18,7 +18,8 @@ class FewShotFolders(BaseDataset):
     same class folders (one error naming the differences otherwise).
 
     Args:
-        data_root (str): ``DIR`` (the layout of ``tools/fewshot.py --data``).
+        data_root (str): ``DIR`` (the layout of
+            ``tools/analysis_tools/fewshot.py --data``).
         support (str): the support split's folder. Defaults to ``'train'``.
         query (str): the query split's folder. Defaults to ``'test'``.
         pipeline (list): transforms of every image (test-time: resize, crop,

@@ -1,6 +1,6 @@
 """Stratified, seeded split of a labelled dataset into two disjoint parts.
 
-MLO-MAE (design note, "The three levels") trains its classification head
+MLO-MAE (README.md, "MLO-MAE": three levels) trains its classification head
 (level 2) and its masking network (level 3) on labelled data that must come
 from the *training* set: a stratified 80/20 split with a fixed seed, so that
 level 3 never sees the images used to report results.  :class:`LabelledSplit`

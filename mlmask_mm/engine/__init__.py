@@ -1,5 +1,5 @@
 from .hooks import *  # noqa: F401,F403
 from .loops import *  # noqa: F401,F403
-from .mlo_parts import (MLODataParallel,  # noqa: F401
-                        MLOOptimWrapperConstructor)
+from .parts import (PartsDataParallel,  # noqa: F401
+                    PartsOptimWrapperConstructor)
 from .optimizers import *  # noqa: F401,F403

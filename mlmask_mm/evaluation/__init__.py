@@ -1,23 +1,25 @@
+"""Evaluation: the mmengine components (the few-shot metric, the frozen
+feature extractor), the few-shot protocol ``tools/fewshot.py`` runs, and the
+MAE analysis metrics.  Helpers below these live in the submodules."""
 from .feature_extractor import (POOLINGS, FrozenFeatureExtractor,
-                                backbone_state_dict, build_frozen_extractor,
-                                embedded_config, extract_features,
-                                extractor_config, folder_dataset, image_size,
-                                load_backbone_weights, load_checkpoint_safely,
-                                load_config)
+                                build_frozen_extractor, embedded_config,
+                                extract_features, extractor_config,
+                                folder_dataset, image_size,
+                                load_checkpoint_safely, load_config)
+from .fewshot import NORMALIZATIONS, check_shots, few_shot_accuracies, mean_std
 from .fewshot_metric import FewShotLinearProbe
-from .fewshot import (NORMALIZATIONS, check_shots, few_shot_accuracies,
-                      mean_std, normalize_features, sample_few_shot,
-                      topk_accuracy, train_linear_classifier)
 from .mae_metrics import (attention_distance, bipartition_gap,
                           feature_variance, similarity_variance)
 
 __all__ = [
+    # mmengine components
+    'FewShotLinearProbe', 'FrozenFeatureExtractor',
+    # the few-shot protocol (tools/fewshot.py)
+    'NORMALIZATIONS', 'POOLINGS', 'build_frozen_extractor', 'check_shots',
+    'embedded_config', 'extract_features', 'extractor_config',
+    'few_shot_accuracies', 'folder_dataset', 'image_size',
+    'load_checkpoint_safely', 'load_config', 'mean_std',
+    # MAE analysis metrics (tools/analysis/sg_analysis.py)
     'attention_distance', 'bipartition_gap', 'feature_variance',
-    'similarity_variance', 'POOLINGS', 'FrozenFeatureExtractor',
-    'backbone_state_dict', 'build_frozen_extractor', 'embedded_config',
-    'extract_features', 'extractor_config', 'folder_dataset', 'image_size',
-    'load_backbone_weights', 'load_checkpoint_safely', 'load_config',
-    'NORMALIZATIONS', 'FewShotLinearProbe',
-    'check_shots', 'few_shot_accuracies', 'mean_std', 'normalize_features',
-    'sample_few_shot', 'topk_accuracy', 'train_linear_classifier'
+    'similarity_variance'
 ]

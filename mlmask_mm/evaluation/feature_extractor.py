@@ -22,6 +22,7 @@ from mmpretrain.models.selfsup.mae import MAEViT
 from mmpretrain.structures import DataSample
 
 from mlmask_mm.registry import MODELS
+from mlmask_mm.utils.backbone_converter import backbone_state_dict
 
 POOLINGS = ('cls_token', 'mean_patch')
 #: ImageNet statistics (0-255 RGB), used when a config names none
@@ -109,27 +110,6 @@ class FrozenFeatureExtractor(BaseModel):
         return data_samples
 
 
-def backbone_state_dict(checkpoint: Dict) -> Dict[str, torch.Tensor]:
-    """The backbone's weights in a checkpoint, without the ``backbone.``
-    prefix.
-
-    Accepts a Runner checkpoint of any of this package's methods or of
-    mmpretrain (``state_dict`` with ``backbone.*`` keys besides neck, head,
-    masker ...), or a backbone-only state dict (keys without prefix).
-    """
-    state = checkpoint.get('state_dict', checkpoint) if isinstance(
-        checkpoint, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError('the checkpoint holds no state dict')
-    # blocks compiled in training (MaskedMAE(compile=True)) are saved as
-    # torch.compile wrappers: 'layers.0._orig_mod.ln1.weight'
-    state = {k.replace('._orig_mod.', '.'): v for k, v in state.items()}
-    if any(k.startswith('backbone.') for k in state):
-        return {k[len('backbone.'):]: v for k, v in state.items()
-                if k.startswith('backbone.')}
-    return dict(state)
-
-
 def load_backbone_weights(model: FrozenFeatureExtractor,
                           checkpoint_path: str) -> None:
     """Load a checkpoint's backbone into ``model`` (weights-only, strict).
@@ -139,7 +119,7 @@ def load_backbone_weights(model: FrozenFeatureExtractor,
     resize hook (mmpretrain's ``_prepare_pos_embed``).
     """
     checkpoint = load_checkpoint_safely(checkpoint_path)
-    state = backbone_state_dict(checkpoint)
+    state = backbone_state_dict(checkpoint, checkpoint_path, bare_ok=True)
     result = model.backbone.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(
@@ -280,7 +260,7 @@ def extract_features(model: FrozenFeatureExtractor, dataset,
 
 
 __all__: Sequence[str] = (
-    'FrozenFeatureExtractor', 'POOLINGS', 'backbone_state_dict',
+    'FrozenFeatureExtractor', 'POOLINGS',
     'build_frozen_extractor', 'embedded_config', 'extract_features',
     'extractor_config', 'folder_dataset', 'image_size',
     'load_backbone_weights', 'load_checkpoint_safely')

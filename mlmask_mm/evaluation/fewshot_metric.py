@@ -5,8 +5,8 @@ puts one feature vector per image into each data sample) and the dataset a
 :class:`~mlmask_mm.datasets.FewShotFolders` (support images first, their
 number in ``metainfo['num_support']``).  For every n in ``shots`` and seed
 s: n support images per class, a linear classifier on their features
-(:func:`few_shot_accuracies`, the same code as ``tools/fewshot.py``), top-1
-/ top-5 on the query images, mean ± std over the seeds (CL-MAE
+(:func:`few_shot_accuracies`, the same code as
+``tools/analysis_tools/fewshot.py``), top-1 / top-5 on the query images, mean ± std over the seeds (CL-MAE
 supplementary, Table 1).
 """
 import math

@@ -1,3 +1,3 @@
-from . import backbone_converter, part_optim_wrappers, safe_checkpoint
+from . import backbone_converter, dist, safe_checkpoint
 
-__all__ = ['backbone_converter', 'part_optim_wrappers', 'safe_checkpoint']
+__all__ = ['backbone_converter', 'dist', 'safe_checkpoint']

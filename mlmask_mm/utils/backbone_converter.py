@@ -63,31 +63,55 @@ def load_pretraining_state_dict(path: str) -> Tuple[Dict[str, torch.Tensor],
     return state_dict, meta if isinstance(meta, dict) else {}
 
 
-def backbone_state_dict(state_dict: Dict[str, torch.Tensor],
-                        source: str = 'checkpoint'
+def backbone_state_dict(checkpoint: Dict,
+                        source: str = 'checkpoint',
+                        bare_ok: bool = False
                         ) -> 'OrderedDict[str, torch.Tensor]':
-    """The ``backbone.*`` entries without the prefix (everything else dropped).
+    """The backbone's weights in a checkpoint, without the ``backbone.``
+    prefix (everything else dropped).
 
-    A ``module.`` prefix (a DDP-wrapped model saved by hand) is removed first.
+    Args:
+        checkpoint: a Runner checkpoint (``{'state_dict': ...}``) of any of
+            this package's methods or of mmpretrain, or a state dict.
+        source: how errors name it (e.g. the file).
+        bare_ok: a state dict without ``backbone.*`` keys is taken as a
+            backbone-only one (keys without prefix) instead of an error.
+
+    A ``module.`` prefix (a DDP-wrapped model saved by hand) and the
+    ``._orig_mod.`` of blocks compiled in training
+    (``MaskedMAE(compile=True)``) are removed; non-tensor entries dropped.
     """
-    out = OrderedDict()
-    for key, value in state_dict.items():
+    state = checkpoint.get('state_dict', checkpoint) if isinstance(
+        checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f'{source} holds no state dict')
+    clean = OrderedDict()
+    for key, value in state.items():
         if key.startswith('module.'):
             key = key[len('module.'):]
-        if key.startswith('backbone.') and torch.is_tensor(value):
-            out[key[len('backbone.'):]] = value
-    if not out:
-        raise ValueError(
-            f'{source} has no "backbone." keys (first keys: '
-            f'{list(state_dict)[:5]}): expected a pretraining checkpoint of '
-            'mlmask_mm (MaskedMAE, CLMAE, ...)')
-    if 'patch_embed.projection.weight' not in out or not any(
-            k.startswith('layers.') for k in out):
+        if torch.is_tensor(value):
+            clean[key.replace('._orig_mod.', '.')] = value
+    out = OrderedDict((k[len('backbone.'):], v) for k, v in clean.items()
+                      if k.startswith('backbone.'))
+    if out:
+        return out
+    if bare_ok and clean:
+        return clean
+    raise ValueError(
+        f'{source} has no "backbone." keys (first keys: '
+        f'{list(state)[:5]}): expected a pretraining checkpoint of '
+        'mlmask_mm (MaskedMAE, CLMAE, ...)')
+
+
+def check_vit_keys(backbone: Dict[str, torch.Tensor],
+                   source: str = 'checkpoint') -> None:
+    """Raise unless the backbone has mmpretrain's ViT key names."""
+    if 'patch_embed.projection.weight' not in backbone or not any(
+            k.startswith('layers.') for k in backbone):
         raise ValueError(
             f'the backbone of {source} is not a ViT with mmpretrain\'s key '
             'names (no patch_embed.projection.weight / layers.N.*): '
-            f'{list(out)[:5]}')
-    return out
+            f'{list(backbone)[:5]}')
 
 
 def to_mmseg_vit(backbone: Dict[str, torch.Tensor]
@@ -117,6 +141,7 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor],
     if target not in TARGETS:
         raise ValueError(f'target={target!r} is not one of {TARGETS}')
     backbone = backbone_state_dict(state_dict, source)
+    check_vit_keys(backbone, source)
     return to_mmseg_vit(backbone) if target == 'mmseg' else backbone
 
 

@@ -1,6 +1,6 @@
 """Pictures of masks: input | masked input | reconstruction | recon + visible.
 
-Shared by every masking method (the demo hook and ``tools/visualize_masks.py``).
+Shared by every masking method (the demo hook and ``tools/visualization/visualize_masks.py``).
 Maskers that return ``scores`` get a fifth column with them as a heat map.
 """
 from typing import List, Optional

@@ -1,5 +1,5 @@
 """Link the CIFAR-10 class folders into the train/ + test/ tree of
-tools/fewshot.py, following the project's split.
+tools/analysis_tools/fewshot.py, following the project's split.
 
 The shared archive has ``train/<class>/0000.jpg`` ... ``4999.jpg``; files
 0000-4499 are the project's `train` split, 4500-4999 `val` (never used for

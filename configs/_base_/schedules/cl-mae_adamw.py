@@ -20,6 +20,6 @@ cl_mae_adamw = dict(
             'cls_token': dict(decay_mult=0.),
         }))
 optim_wrapper = dict(
-    constructor='CLMAEOptimWrapperConstructor',
+    constructor='PartsOptimWrapperConstructor',
     mae=cl_mae_adamw,
     masker=cl_mae_adamw)

@@ -12,7 +12,7 @@ _no_decay = dict(
         'cls_token': dict(decay_mult=0.)
     })
 optim_wrapper = dict(
-    constructor='MLOOptimWrapperConstructor',
+    constructor='PartsOptimWrapperConstructor',
     mae=dict(
         type='OptimWrapper',
         optimizer=dict(
@@ -28,4 +28,4 @@ optim_wrapper = dict(
             type='AdamW', lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05)))
 # distributed runs: outer_step averages every gradient itself (DDP would
 # only sync gradients of backward() after its own forward())
-model_wrapper_cfg = dict(type='MLODataParallel')
+model_wrapper_cfg = dict(type='PartsDataParallel')

@@ -8,7 +8,7 @@ from mmengine.model import is_model_wrapper
 
 from mlmask_mm.registry import HOOKS
 from mlmask_mm.visualization import render_mask_grid, save_png
-from .rng_state_hook import get_rng_state, set_rng_state
+from mlmask_mm.utils.rng_state import get_rng_state, set_rng_state
 
 
 @HOOKS.register_module()

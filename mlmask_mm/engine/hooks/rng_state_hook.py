@@ -24,55 +24,15 @@ the ranks' states are gathered just before a ``CheckpointHook`` saves and
 each rank gets its own back on resume.  A resume with a different world size
 keeps mmengine's re-seeding and logs a warning.
 """
-import random
 from typing import Any, Dict, List, Optional
 
-import numpy as np
-import torch
 from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.hooks import CheckpointHook, Hook
 
 from mlmask_mm.registry import HOOKS
+from mlmask_mm.utils.rng_state import get_rng_state, set_rng_state
 
 CHECKPOINT_KEY = 'rng_state'
-
-
-def get_rng_state() -> Dict[str, Any]:
-    """This process's python, numpy, torch and CUDA generator states.
-
-    Only tensors, ints, floats, strings, tuples and ``None`` (what a
-    weights-only ``torch.load`` accepts without any allowlist).
-    """
-    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    state = dict(
-        python=random.getstate(),
-        numpy=dict(
-            name=str(name),
-            keys=torch.from_numpy(keys.astype(np.int64)),
-            pos=int(pos),
-            has_gauss=int(has_gauss),
-            cached_gaussian=float(cached)),
-        torch=torch.get_rng_state(),
-        cuda=None,
-    )
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state['cuda'] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
-    return state
-
-
-def set_rng_state(state: Dict[str, Any]) -> None:
-    """Inverse of :func:`get_rng_state`."""
-    version, internal, gauss = state['python']
-    random.setstate((version, tuple(internal), gauss))
-    n = state['numpy']
-    np.random.set_state(
-        (n['name'], n['keys'].cpu().numpy().astype(np.uint32), n['pos'],
-         n['has_gauss'], n['cached_gaussian']))
-    torch.set_rng_state(state['torch'].cpu())
-    cuda = state.get('cuda')
-    if cuda and torch.cuda.is_available() \
-            and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
 
 
 class _RestoreBeforeNext:

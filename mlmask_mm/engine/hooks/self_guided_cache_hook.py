@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from mlmask_mm.datasets.transforms import RecordedRandomResizedCrop
 from mlmask_mm.models.maskers.relevance_cache import RelevanceCache
 from mlmask_mm.registry import HOOKS, TRANSFORMS
-from .rng_state_hook import get_rng_state, set_rng_state
+from mlmask_mm.utils.rng_state import get_rng_state, set_rng_state
 
 
 @HOOKS.register_module()

@@ -7,7 +7,7 @@ from mmengine.model import is_model_wrapper
 
 from mlmask_mm.engine.exploitation import measure_exploitation
 from mlmask_mm.registry import HOOKS
-from .rng_state_hook import get_rng_state, set_rng_state
+from mlmask_mm.utils.rng_state import get_rng_state, set_rng_state
 
 
 SEEN_BELOW = 'sg_seen_R_MO_below_R_VO'  # message-hub info, resumed

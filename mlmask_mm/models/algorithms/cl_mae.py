@@ -26,30 +26,24 @@ package:
 
 The two steps have their own optimizers, ``optim_wrapper['mae']`` and
 ``optim_wrapper['masker']`` (an ``OptimWrapperDict``, built by
-:class:`CLMAEOptimWrapperConstructor`), and neither touches the other's
+:class:`~mlmask_mm.engine.parts.PartsOptimWrapperConstructor` from the parts
+``CLMAE`` declares), and neither touches the other's
 parameters, gradients or optimizer state.
 """
-import copy
-import logging
 from contextlib import contextmanager
 from typing import Dict, Iterable, List, Optional, Union
 
 import torch
-from mmengine.dist import all_reduce_params, broadcast, get_world_size
-from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper, OptimWrapperDict
-from mmengine.registry import MODEL_WRAPPERS as ENGINE_MODEL_WRAPPERS
 from mmpretrain.structures import DataSample
 from torch import nn
 
-from mlmask_mm.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
-from mlmask_mm.utils.part_optim_wrappers import build_part_optim_wrappers
+from mlmask_mm.registry import MODELS
+from mlmask_mm.utils.dist import average_over_ranks
 from ..losses.cl_mae_losses import (masking_module_loss,
                                     soft_reconstruction_loss)
 from ..maskers.base import BaseMasker, MaskResult
 from .masked_mae import MaskedMAE
-
-OPTIM_KEYS = ('mae', 'masker')
 
 
 @MODELS.register_module()
@@ -60,11 +54,10 @@ class CLMAE(MaskedMAE):
         backbone, neck, head: as :class:`MaskedMAE` (``MaskableViT``,
             ``MAEPretrainDecoder``, ``MAEPretrainHead``).
         masker: the masking module; a ``CurriculumMasker`` config whose
-            missing ``embed_dims`` / ``in_channels`` / ``num_heads`` /
+            missing ``embed_dims`` / ``in_channels`` / ``num_patches`` /
             ``mask_ratio`` are the backbone's (published: 5 blocks at the
-            encoder's width, 4 heads, ``head='token'`` with
-            ``num_patches`` = L; the configs set them).  Its
-            ``mask_ratio`` is the one used.
+            encoder's width, 4 heads, ``head='token'``, Linear(D, L) on
+            the learnable token).  Its ``mask_ratio`` is the one used.
         masker_update_interval: n, the masking-module step runs on the
             iterations i with i % n == 0 (n = 1: every iteration, as
             published; larger n trades curriculum speed for cost).
@@ -82,6 +75,10 @@ class CLMAE(MaskedMAE):
         **kwargs: the rest of :class:`MaskedMAE`'s arguments.
     """
 
+    # two optimizers (PartsOptimWrapperConstructor): the module's, the MAE's
+    optim_parts = dict(masker=('masker', ))
+    default_optim_part = 'mae'
+
     def __init__(self,
                  backbone: dict,
                  neck: Optional[dict] = None,
@@ -97,8 +94,8 @@ class CLMAE(MaskedMAE):
                  kl_reduction: str = 'sum',
                  curriculum: float = 1.0,
                  **kwargs) -> None:
-        super().__init__(backbone=backbone, neck=neck, head=head, **kwargs)
-        self.masker = self._build_masking_module(masker)
+        super().__init__(backbone=backbone, neck=neck, head=head,
+                         masker=masker, **kwargs)
         if int(masker_update_interval) < 1:
             raise ValueError('masker_update_interval must be an integer '
                              f'>= 1, got {masker_update_interval!r}')
@@ -116,34 +113,35 @@ class CLMAE(MaskedMAE):
                              torch.tensor(float(curriculum)))
         self.register_buffer('train_iter', torch.tensor(0, dtype=torch.long))
 
-    def _build_masking_module(self, masker) -> BaseMasker:
-        """The masking module, with the backbone's width/heads/ratio filled in.
+    # the masking module (MaskedMAE.build_masker): published, 5 blocks at
+    # the encoder's width, 4 heads (CurriculumMasker's defaults), the
+    # official head Linear(D, L) for the backbone's L patches
+    default_masker = dict(type='CurriculumMasker')
 
-        (``MaskedMAE.__init__`` has set a random masker with the backbone's
-        ratio meanwhile; it is replaced here.)
-        """
-        if not isinstance(masker, BaseMasker):
-            dims = self.backbone.embed_dims
-            cfg = dict(
-                type='CurriculumMasker',
-                in_channels=dims,
-                embed_dims=dims,
-                num_heads=self.backbone.arch_settings['num_heads'],
-                mask_ratio=self.backbone.mask_ratio)
-            cfg.update(masker or {})
-            masker = MODELS.build(cfg)
+    def masker_defaults(self) -> dict:
+        dims = self.backbone.embed_dims
+        res = self.backbone.patch_resolution
+        return dict(super().masker_defaults(), in_channels=dims,
+                    embed_dims=dims, num_patches=int(res[0] * res[1]))
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Before anything is built (``engine.config_checks``): the module
+        step's ``masker_batch_size`` fits in a batch."""
+        k = (cfg.get('model') or {}).get('masker_batch_size')
+        batch = (cfg.get('train_dataloader') or {}).get('batch_size')
+        if k is not None and batch is not None and int(k) > int(batch):
+            raise ValueError(
+                f'model.masker_batch_size={k} is larger than '
+                f'train_dataloader.batch_size={batch} (images per process): '
+                'the module step would use the whole batch; set it to at '
+                'most the batch size')
+
+    def check_masker(self, masker: nn.Module) -> None:
         if next(masker.parameters(), None) is None:
             raise TypeError(
                 'CLMAE needs a learnable masker that returns scores (such '
                 f'as CurriculumMasker), got {type(masker).__name__}')
-        if self.backbone.mask_ratio != masker.mask_ratio:
-            print_log(
-                f'model.backbone.mask_ratio={self.backbone.mask_ratio} is '
-                'replaced by the masking module\'s mask_ratio='
-                f'{masker.mask_ratio}', logger='current',
-                level=logging.WARNING)
-            self.backbone.mask_ratio = masker.mask_ratio
-        return masker
 
     # ------------------------------------------------------------------
     # the training iteration (§3): MAE step, then masking-module step
@@ -252,10 +250,10 @@ class CLMAE(MaskedMAE):
         """``(optim_wrapper['mae'], optim_wrapper['masker'])``, checked once:
         the two optimizers hold the MAE's and the module's parameters."""
         if not isinstance(optim_wrapper, OptimWrapperDict) or \
-                set(optim_wrapper.keys()) != set(OPTIM_KEYS):
+                set(optim_wrapper.keys()) != {'mae', 'masker'}:
             raise TypeError(
                 "CLMAE trains with two optimizers: set optim_wrapper = "
-                "dict(constructor='CLMAEOptimWrapperConstructor', mae=dict("
+                "dict(constructor='PartsOptimWrapperConstructor', mae=dict("
                 "...), masker=dict(...)), got "
                 f'{type(optim_wrapper).__name__}')
         if getattr(self, '_checked_optim', None) is not optim_wrapper:
@@ -274,13 +272,10 @@ class CLMAE(MaskedMAE):
     def _update(optim_wrapper: OptimWrapper, loss: torch.Tensor,
                 params: Iterable[nn.Parameter]) -> None:
         """``optim_wrapper.update_params(loss)`` with the gradients averaged
-        over the processes in distributed runs (see CLMAEDataParallel)."""
+        over the processes in distributed runs (``PartsDataParallel``)."""
         optim_wrapper.backward(optim_wrapper.scale_loss(loss))
         if optim_wrapper.should_update():
-            if get_world_size() > 1:
-                all_reduce_params(
-                    [p.grad for p in params if p.grad is not None],
-                    op='mean')
+            average_over_ranks(p.grad for p in params)
             optim_wrapper.step()
             optim_wrapper.zero_grad()
 
@@ -290,7 +285,7 @@ class CLMAE(MaskedMAE):
                 'CLMAE trains through its own train_step (two optimizer '
                 'steps per iteration); a model wrapper called '
                 "forward(mode='loss') instead. In distributed runs set "
-                "model_wrapper_cfg=dict(type='CLMAEDataParallel').")
+                "model_wrapper_cfg=dict(type='PartsDataParallel').")
         return super().forward(inputs, data_samples, mode=mode)
 
 
@@ -327,74 +322,3 @@ def mask_statistics(result: MaskResult) -> Dict[str, torch.Tensor]:
     stats['mask_batch_std'] = s.std(dim=0).mean() if s.shape[0] > 1 \
         else s.new_zeros(())
     return stats
-
-
-# ----------------------------------------------------------------------
-# training plumbing: two optimizers, distributed data parallel
-# ----------------------------------------------------------------------
-@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
-class CLMAEOptimWrapperConstructor:
-    """Build ``OptimWrapperDict(mae=..., masker=...)`` for :class:`CLMAE`.
-
-    ``optim_wrapper = dict(constructor='CLMAEOptimWrapperConstructor',
-    mae=dict(type='AmpOptimWrapper', optimizer=..., paramwise_cfg=...),
-    masker=dict(...))``: each entry is an ordinary single-optimizer config
-    (built by ``DefaultOptimWrapperConstructor``, or by its own
-    ``constructor``); ``mae`` gets every parameter outside ``model.masker``
-    (parameter names unchanged, so ``paramwise_cfg`` keys match as usual),
-    ``masker`` the masking module's.
-    """
-
-    def __init__(self, optim_wrapper_cfg: dict,
-                 paramwise_cfg: Optional[dict] = None) -> None:
-        if paramwise_cfg:
-            raise ValueError('CLMAEOptimWrapperConstructor: put paramwise_cfg '
-                             'inside optim_wrapper.mae / optim_wrapper.masker')
-        if set(optim_wrapper_cfg) != set(OPTIM_KEYS):
-            raise ValueError(
-                f'optim_wrapper needs exactly the keys {OPTIM_KEYS} (one '
-                f'optimizer per step), got {sorted(optim_wrapper_cfg)}')
-        self.cfgs = copy.deepcopy(dict(optim_wrapper_cfg))
-
-    def __call__(self, model: nn.Module) -> OptimWrapperDict:
-        if hasattr(model, 'module'):
-            model = model.module
-        parts = dict(mae=nn.Module(), masker=nn.Module())
-        for name, child in model.named_children():
-            parts['masker' if name == 'masker' else 'mae'].add_module(
-                name, child)
-        return build_part_optim_wrappers(self.cfgs, parts)
-
-
-# in mmengine's root registry: Runner.wrap_model looks the wrapper type up
-# there, and the root only searches its direct children (mmpretrain), not
-# this package's registry below them
-@ENGINE_MODEL_WRAPPERS.register_module()
-class CLMAEDataParallel(nn.Module):
-    """Distributed wrapper of :class:`CLMAE` (``model_wrapper_cfg``).
-
-    ``MMDistributedDataParallel`` trains through ``forward(mode='loss')``
-    and one optimizer; CL-MAE needs its own ``train_step`` with two.  This
-    wrapper starts every process from rank 0's weights and buffers and hands
-    ``train_step`` to the model, whose updates average the gradients over the
-    processes before each optimizer step.  DDP's arguments (``device_ids``,
-    ``broadcast_buffers``, ...) are accepted and ignored.
-    """
-
-    def __init__(self, module: nn.Module, **ddp_kwargs) -> None:
-        super().__init__()
-        self.module = module
-        for tensor in list(module.parameters()) + list(module.buffers()):
-            broadcast(tensor.data, src=0)
-
-    def train_step(self, data, optim_wrapper):
-        return self.module.train_step(data, optim_wrapper)
-
-    def val_step(self, data):
-        return self.module.val_step(data)
-
-    def test_step(self, data):
-        return self.module.test_step(data)
-
-    def forward(self, *args, **kwargs):
-        return self.module(*args, **kwargs)

@@ -22,18 +22,17 @@ unmasked image.  What drives the loop (dataloaders, schedulers, masker update
 every n iterations) is ``MLOTrainLoop`` in :mod:`mlmask_mm.engine.loops`.
 """
 import contextlib
-import copy
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
-from mmengine.dist import all_reduce_params, get_world_size
 from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from mlmask_mm.registry import MODELS
+from mlmask_mm.utils.dist import average_over_ranks
 from ..losses.mlo_mae_losses import (per_patch_reconstruction_loss,
                                      probability_weighted_loss)
 from ..maskers.base import MaskResult
@@ -74,13 +73,6 @@ class _Call(nn.Module):
         return self.fn(*args)
 
 
-def _sync(tensors: List[Tensor]) -> None:
-    """In-place mean over processes (DDP): autograd.grad results and
-    backward() on the unwrapped module are never synced by DDP itself."""
-    if tensors and get_world_size() > 1:
-        all_reduce_params(tensors, op='mean')
-
-
 @contextlib.contextmanager
 def _eval_mode(module: nn.Module):
     """Dropout / drop-path off; restores every submodule's flag."""
@@ -100,8 +92,8 @@ class MLOMAE(MaskedMAE):
     Args:
         backbone, neck, head: as :class:`MaskedMAE` (``MaskableViT``,
             ``MAEPretrainDecoder``, ``MAEPretrainHead``).
-        masker: a :class:`ProbabilityMasker` config; ``num_patches`` and
-            ``embed_dims`` default to the backbone's.
+        masker: a :class:`ProbabilityMasker` config; ``num_patches``,
+            ``embed_dims`` and ``mask_ratio`` default to the backbone's.
         downstream_head: the level-2/3 head, e.g. ``dict(type=
             'LinearClsHead', num_classes=10, in_channels=192)``.
         feature: 'gap' (mean of the patch tokens) or 'cls' (class token) of
@@ -110,6 +102,38 @@ class MLOMAE(MaskedMAE):
         amp: None (fp32) or 'bf16' (autocast for everything but the
             finite differences, which always run in strict fp32).
     """
+
+    # the masking network (MaskedMAE.build_masker): named by the config
+    default_masker = None
+
+    def masker_defaults(self) -> dict:
+        return dict(super().masker_defaults(),
+                    embed_dims=self.backbone.embed_dims,
+                    num_patches=self.backbone.num_patches)
+
+    def check_masker(self, masker: nn.Module) -> None:
+        if not isinstance(masker, ProbabilityMasker):
+            raise TypeError(
+                'MLOMAE needs a masking network that outputs probabilities '
+                '(a ProbabilityMasker such as MLOMLPMasker / MLOTokenMasker)'
+                f', got model.masker.type={type(masker).__name__!r}')
+
+    # three optimizers (PartsOptimWrapperConstructor): θ2, φ and θ1 (the rest)
+    optim_parts = dict(head=('downstream_head', ), masker=('masker', ))
+    default_optim_part = 'mae'
+
+    @classmethod
+    def check_optim_part(cls, part: str, cfg: dict) -> None:
+        """Refuse ``AmpOptimWrapper``: its loss scaling would unscale the
+        masking network's hypergradient, which no scaled loss produced.
+        Mixed precision is ``model.amp='bf16'`` (autocast inside
+        :meth:`outer_step`, finite differences in fp32)."""
+        wrapper = cfg.get('type', 'OptimWrapper')
+        if 'Amp' in str(wrapper):
+            raise ValueError(
+                f'optim_wrapper.{part}: type={wrapper!r} is not supported '
+                "by MLO-MAE; use model.amp='bf16' for mixed precision "
+                '(AmpOptimWrapper would unscale the hypergradient)')
 
     def __init__(self,
                  backbone: dict,
@@ -121,7 +145,7 @@ class MLOMAE(MaskedMAE):
                  hypergrad: Optional[dict] = None,
                  amp: Optional[str] = None,
                  **kwargs) -> None:
-        if not isinstance(masker, dict):
+        if masker is None:
             raise ValueError(
                 'MLOMAE needs model.masker, a masking-network config such '
                 "as dict(type='MLOTokenMasker') or dict(type='MLOMLPMasker')"
@@ -137,25 +161,10 @@ class MLOMAE(MaskedMAE):
         if amp not in (None, 'bf16'):
             raise ValueError(f"MLOMAE amp must be None or 'bf16', got "
                              f'{amp!r}')
-        ratio = masker.get('mask_ratio', 0.75)
-        super().__init__(
-            backbone=backbone, neck=neck, head=head,
-            masker=dict(type='RandomMasker', mask_ratio=ratio), **kwargs)
-        masker = copy.deepcopy(masker)
-        masker.setdefault('mask_ratio', ratio)
-        kind = str(masker.get('type', '')).split('.')[-1]
-        if kind in ('MLOMLPMasker', 'MLOTokenMasker'):
-            masker.setdefault('embed_dims', self.backbone.embed_dims)
-        if kind == 'MLOMLPMasker':
-            masker.setdefault('num_patches', self.backbone.num_patches)
+        super().__init__(backbone=backbone, neck=neck, head=head,
+                         masker=masker, **kwargs)
         with DefaultScope.overwrite_default_scope('mlmask_mm'):
-            self.masker = MODELS.build(masker)
             self.downstream_head = MODELS.build(downstream_head)
-        if not isinstance(self.masker, ProbabilityMasker):
-            raise TypeError(
-                'MLOMAE needs a masking network that outputs probabilities '
-                '(a ProbabilityMasker such as MLOMLPMasker / MLOTokenMasker)'
-                f', got model.masker.type={masker.get("type")!r}')
         self.feature = feature
         self.amp = amp
         unknown = set(hypergrad or {}) - set(HYPERGRAD_DEFAULTS)
@@ -314,7 +323,7 @@ class MLOMAE(MaskedMAE):
             loss = self.weighted_reconstruction_loss(
                 inputs, result, result.scores.detach(), tokens)
         optim_wrapper.backward(loss)
-        _sync([p.grad for p in params.values() if p.grad is not None])
+        average_over_ranks(p.grad for p in params.values())
         optim_wrapper.step()
         optim_wrapper.zero_grad()
         rec = None
@@ -334,7 +343,7 @@ class MLOMAE(MaskedMAE):
                                              data_samples)['loss']
         params = self.part_params('head')
         optim_wrapper.backward(loss)
-        _sync([p.grad for p in params.values() if p.grad is not None])
+        average_over_ranks(p.grad for p in params.values())
         optim_wrapper.step()
         optim_wrapper.zero_grad()
         return loss.detach()
@@ -371,7 +380,7 @@ class MLOMAE(MaskedMAE):
                 {n: p.detach() for n, p in self.part_params('head').items()},
                 phi, xi1, xi2, mode=h['mode'], unroll=h['unroll'],
                 fd_radius=h['fd_radius'], head_term=h['head_term'],
-                reduce=_sync)
+                reduce=average_over_ranks)
         for n, p in self.part_params('masker').items():
             p.grad = res.grad[n].to(p.dtype)
         optim_wrapper['masker'].step()

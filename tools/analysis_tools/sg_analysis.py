@@ -1,6 +1,6 @@
 """Self-Guided MAE analysis of a checkpoint on a folder of images.
 
-    python tools/analysis/sg_analysis.py CONFIG [CHECKPOINT] --data DIR
+    python tools/analysis_tools/sg_analysis.py CONFIG [CHECKPOINT] --data DIR
         [--num-images 16] [--out-dir analysis] [--cfg-options ...]
 
 Writes ``metrics.json`` (feature variance σF, similarity variance σS, mean
@@ -24,7 +24,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from PIL import Image
 
-from mlmask_mm.apis import prepare_config
+from mlmask_mm.engine.config_checks import prepare_config
 from mlmask_mm.engine.exploitation import measure_exploitation
 from mlmask_mm.evaluation import (attention_distance, bipartition_gap,
                                   feature_variance, similarity_variance)

@@ -1,7 +1,7 @@
 """Render a checkpoint's masks and reconstructions on a few images.
 
-    python tools/visualize_masks.py CONFIG [CHECKPOINT] [--data DIR]
-        [--num-images 8] [--seed 0] [--out masks.png] [--cfg-options ...]
+    python tools/visualization/visualize_masks.py CONFIG [CHECKPOINT]
+        [--data DIR] [--num-images 8] [--seed 0] [--out masks.png] [--cfg-options ...]
 
 Rows: input | masked input | reconstruction | reconstruction with the visible
 patches pasted back | per-patch scores (for maskers that return them).
@@ -15,7 +15,7 @@ from mmengine.dataset import default_collate
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
-from mlmask_mm.apis import prepare_config
+from mlmask_mm.engine.config_checks import prepare_config
 from mlmask_mm.registry import DATASETS, MODELS
 from mlmask_mm.visualization import render_mask_grid, save_png
 

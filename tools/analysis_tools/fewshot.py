@@ -1,6 +1,7 @@
 """Few-shot linear probing of frozen pretrained encoders.
 
-    python tools/fewshot.py MODEL [MODEL ...] --data DIR [DIR ...]
+    python tools/analysis_tools/fewshot.py MODEL [MODEL ...]
+        --data DIR [DIR ...]
         [--shots 1 2 4 8 16] [--seeds 3] [--config CONFIG]
         [--feature {cls_token,mean_patch}] [--normalize {l2,none}]
         [--labels NAME ...] [--out-dir DIR] [--cache-dir DIR]

@@ -1,11 +1,21 @@
-"""Config preparation shared by tools/train.py, tools/test.py and tests."""
+"""Checks that fail before anything is built when a config cannot train.
+
+``prepare_config`` is what ``tools/train.py`` / ``tools/test.py`` call
+before building the Runner: :func:`check_config`, then
+:func:`~mlmask_mm.utils.setup_env.use_gloo_without_gpu`.  Checks shared by
+every config live here; a method's own checks are the ``check_config(cfg)``
+classmethod of its algorithm class, found through the registry from
+``model.type`` (e.g. ``CLMAE.check_config``).
+"""
 import os.path as osp
 
-import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
 from mlmask_mm.models.algorithms.masked_vit import check_patch_grid
 from mlmask_mm.models.maskers.base import check_mask_ratio
+from mlmask_mm.registry import MODELS
+from mlmask_mm.utils.setup_env import use_gloo_without_gpu
 
 _SIZE_TRANSFORMS = ('RandomResizedCrop', 'RecordedRandomResizedCrop',
                     'CenterCrop', 'Resize', 'RandomCrop')
@@ -24,12 +34,26 @@ def _pipeline_size(pipeline):
     return tuple(size) if size is not None else None
 
 
+def model_class(model_type):
+    """The registered class of ``model.type`` (this package's scope, falling
+    back to mmpretrain's), or ``None`` (e.g. an mmseg / mmdet model)."""
+    if isinstance(model_type, type):
+        return model_type
+    if not isinstance(model_type, str):
+        return None
+    try:
+        with DefaultScope.overwrite_default_scope('mlmask_mm'):
+            return MODELS.get(model_type)
+    except (KeyError, ImportError):
+        return None
+
+
 def check_config(cfg: Config) -> None:
     """Fail before anything is built when the config cannot train.
 
     Checks the patch grid (image size divisible by the patch size), the mask
-    ratios, CL-MAE's ``masker_batch_size`` against the batch size, and, for
-    masked pretraining (a mask ratio or a masker in the model), that the
+    ratios, the model class's own ``check_config(cfg)`` if it has one, and,
+    for masked pretraining (a mask ratio or a masker in the model), that the
     training pipeline produces images of the size the backbone expects;
     transfer configs (mmseg / mmdet) resize freely and the backbone
     interpolates its position embeddings.  Each error names the setting and
@@ -45,14 +69,11 @@ def check_config(cfg: Config) -> None:
     masker = model.get('masker') or {}
     if 'mask_ratio' in masker:
         check_mask_ratio(masker['mask_ratio'], 'model.masker.mask_ratio')
+    method_check = getattr(model_class(model.get('type')), 'check_config',
+                           None)
+    if method_check is not None:
+        method_check(cfg)
     loader = cfg.get('train_dataloader') or {}
-    k, batch = model.get('masker_batch_size'), loader.get('batch_size')
-    if k is not None and batch is not None and int(k) > int(batch):
-        raise ValueError(
-            f'model.masker_batch_size={k} is larger than '
-            f'train_dataloader.batch_size={batch} (images per process): the '
-            'module step would use the whole batch; set it to at most the '
-            'batch size')
     if 'mask_ratio' not in backbone and not masker:
         return
     dataset = loader.get('dataset') or {}
@@ -85,35 +106,28 @@ def check_pretrained_checkpoint(cfg: Config) -> None:
             f'model.backbone.init_cfg.checkpoint={path!r} is not a file')
 
 
-def _init_cpu_distributed(cfg: Config) -> None:
-    """Distributed runs without a GPU (torchrun + gloo on CPU processes).
+def drop_collate_scopes(node) -> None:
+    """Remove ``_scope_`` from every ``collate_fn`` dict, in place.
 
-    mmengine 0.10's ``init_dist('pytorch')`` calls ``torch.cuda.set_device``
-    and its DDP wrapper passes ``device_ids=[LOCAL_RANK]``: both fail on a
-    machine without CUDA.  Initialise the gloo process group from torchrun's
-    environment here (the Runner then skips ``init_dist``) and wrap the model
-    without device ids.
+    A config inheriting ``mmpretrain::...`` gets ``_scope_='mmpretrain'``
+    in each dict with a ``type``; mmengine's ``Runner.build_dataloader``
+    passes every remaining key of ``collate_fn`` to the function, so
+    ``default_collate`` fails in the first batch with "unexpected keyword
+    argument '_scope_'" (seen on the first GPU run of the ViT-B configs).
     """
-    import torch.distributed as dist
-    if not dist.is_initialized():
-        dist.init_process_group(
-            backend='gloo', **{k: v for k, v in cfg.env_cfg.dist_cfg.items()
-                               if k != 'backend'})
-    wrapper = dict(cfg.get('model_wrapper_cfg') or {})
-    wrapper.setdefault('type', 'MMDistributedDataParallel')
-    wrapper.setdefault('broadcast_buffers', False)
-    wrapper.setdefault('find_unused_parameters',
-                       cfg.get('find_unused_parameters', False))
-    wrapper['device_ids'] = None
-    cfg.model_wrapper_cfg = wrapper
+    if isinstance(node, dict):
+        fn = node.get('collate_fn')
+        if isinstance(fn, dict):
+            fn.pop('_scope_', None)
+        for value in node.values():
+            drop_collate_scopes(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            drop_collate_scopes(value)
 
 
 def prepare_config(cfg: Config) -> Config:
     """Check the config and adapt it to the machine (gloo without a GPU)."""
     check_config(cfg)
-    if not torch.cuda.is_available():
-        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
-        cfg.env_cfg.dist_cfg['backend'] = 'gloo'
-        if cfg.get('launcher', 'none') == 'pytorch':
-            _init_cpu_distributed(cfg)
-    return cfg
+    drop_collate_scopes(cfg._cfg_dict)
+    return use_gloo_without_gpu(cfg)

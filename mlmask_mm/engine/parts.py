@@ -1,0 +1,155 @@
+"""Training a model in parts: one optimizer per part, one distributed wrapper.
+
+CL-MAE (MAE + masking module) and MLO-MAE (MAE + downstream head + masking
+network) train disjoint parameter sets, each with its own optimizer and
+schedulers, inside their own ``train_step`` / ``outer_step``.  The model
+declares its parts; this module builds the optimizers and wraps the model
+for distributed runs (docs/cl_mae.md, docs/mlo_mae.md):
+
+* :class:`PartsOptimWrapperConstructor`: ``optim_wrapper = dict(constructor=
+  'PartsOptimWrapperConstructor', <part>=dict(...), ...)`` →
+  ``OptimWrapperDict(<part>=...)``;
+* :class:`PartsDataParallel`: ``model_wrapper_cfg = dict(type=
+  'PartsDataParallel')``; the model's own step averages its gradients with
+  :func:`mlmask_mm.utils.dist.average_over_ranks` before each optimizer step.
+
+A model trained in parts declares, as class attributes::
+
+    optim_parts = dict(masker=('masker', ))  # part -> its children
+    default_optim_part = 'mae'               # every other child
+
+and may define ``check_optim_part(part, wrapper_cfg)`` (a classmethod) to
+refuse an optimizer wrapper it cannot train with.
+"""
+import copy
+from typing import Dict, List, Optional
+
+import torch.nn as nn
+from mmengine.dist import broadcast
+from mmengine.optim import OptimWrapperDict
+from mmengine.registry import MODEL_WRAPPERS as ENGINE_MODEL_WRAPPERS
+
+from mlmask_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+# wrapper settings given once at the top level apply to every part
+# (``tools/train.py --amp`` sets optim_wrapper.type='AmpOptimWrapper')
+SHARED_KEYS = ('type', 'loss_scale', 'dtype')
+
+
+def split_into_parts(model: nn.Module) -> Dict[str, nn.Module]:
+    """``{part: nn.Module holding that part's children}`` of a model that
+    declares ``optim_parts`` / ``default_optim_part``.
+
+    Children keep their names, so parameter names (and the ``paramwise_cfg``
+    keys matching them) are the model's.  A part without a trainable
+    parameter is an error.
+    """
+    declared = getattr(model, 'optim_parts', None)
+    default = getattr(model, 'default_optim_part', None)
+    if not isinstance(declared, dict) or not default:
+        raise TypeError(
+            f'{type(model).__name__} does not declare its optimizer parts '
+            '(class attributes optim_parts = {part: (child, ...)} and '
+            'default_optim_part); PartsOptimWrapperConstructor is for '
+            'models trained in parts such as CLMAE and MLOMAE')
+    owner = {child: part for part, children in declared.items()
+             for child in children}
+    parts = {part: nn.Module() for part in (default, *declared)}
+    for name, child in model.named_children():
+        parts[owner.get(name, default)].add_module(name, child)
+    for part, module in parts.items():
+        if not any(p.requires_grad for p in module.parameters()):
+            raise ValueError(
+                f'{type(model).__name__}: no trainable parameter for '
+                f'optim_wrapper.{part} (children: '
+                f'{[n for n, _ in model.named_children()]}, '
+                f'optim_parts={declared})')
+    return parts
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class PartsOptimWrapperConstructor:
+    """Build ``OptimWrapperDict(<part>=...)``, one optimizer per model part.
+
+    ``optim_wrapper = dict(constructor='PartsOptimWrapperConstructor',
+    mae=dict(type='OptimWrapper', optimizer=..., paramwise_cfg=...),
+    masker=dict(...))``: one entry per part the model declares (exactly
+    those), each an ordinary single-optimizer config built by its own
+    ``constructor`` (default ``DefaultOptimWrapperConstructor``).  ``type``,
+    ``loss_scale`` and ``dtype`` at the top level apply to every part.
+    The model's ``check_optim_part(part, cfg)``, if it has one, sees each
+    part's final config first.
+    """
+
+    def __init__(self, optim_wrapper_cfg: dict,
+                 paramwise_cfg: Optional[dict] = None) -> None:
+        if paramwise_cfg:
+            raise ValueError(
+                'PartsOptimWrapperConstructor: put paramwise_cfg inside '
+                'each part (optim_wrapper.<part>.paramwise_cfg)')
+        cfg = copy.deepcopy(dict(optim_wrapper_cfg))
+        shared = {k: cfg.pop(k) for k in SHARED_KEYS if k in cfg}
+        self.cfgs = {part: {**dict(part_cfg), **shared}
+                     for part, part_cfg in cfg.items()}
+
+    def __call__(self, model: nn.Module) -> OptimWrapperDict:
+        model = getattr(model, 'module', model)
+        parts = split_into_parts(model)
+        if set(self.cfgs) != set(parts):
+            raise ValueError(
+                f'optim_wrapper needs exactly the keys {sorted(parts)} (one '
+                f'optimizer per part of {type(model).__name__}), got '
+                f'{sorted(self.cfgs)}')
+        check = getattr(model, 'check_optim_part', None)
+        if check is not None:  # every part before any optimizer is built
+            for part in parts:
+                check(part, copy.deepcopy(self.cfgs[part]))
+        wrappers = {}
+        for part, module in parts.items():
+            cfg = copy.deepcopy(self.cfgs[part])
+            constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(
+                dict(type=cfg.pop('constructor',
+                                  'DefaultOptimWrapperConstructor'),
+                     optim_wrapper_cfg=cfg,
+                     paramwise_cfg=cfg.pop('paramwise_cfg', None)))
+            wrappers[part] = constructor(module)
+        return OptimWrapperDict(**wrappers)
+
+
+# in mmengine's root registry: Runner.wrap_model looks the wrapper type up
+# there, and the root only searches its direct children (mmpretrain), not
+# this package's registry below them
+@ENGINE_MODEL_WRAPPERS.register_module()
+class PartsDataParallel(nn.Module):
+    """Distributed wrapper of a model that takes its own optimizer steps.
+
+    ``MMDistributedDataParallel`` trains through ``forward(mode='loss')``
+    and syncs only the gradients of a ``backward()`` that follows its own
+    ``forward()`` (never ``autograd.grad`` results); CL-MAE's two steps and
+    MLO-MAE's three levels need their own ``train_step`` / ``outer_step``.
+    This wrapper starts every process from rank 0's parameters and buffers,
+    exposes the model as ``.module`` and hands it ``train_step`` /
+    ``val_step`` / ``test_step``; the model averages its gradients over the
+    processes (:func:`~mlmask_mm.utils.dist.average_over_ranks`) before
+    each optimizer step.  DDP's arguments (``device_ids``,
+    ``broadcast_buffers``, ...) are accepted and ignored.
+    """
+
+    def __init__(self, module: nn.Module, **ddp_kwargs) -> None:
+        super().__init__()
+        self.module = module
+        tensors: List = list(module.parameters()) + list(module.buffers())
+        for tensor in tensors:
+            broadcast(tensor.data, src=0)
+
+    def train_step(self, data, optim_wrapper):
+        return self.module.train_step(data, optim_wrapper)
+
+    def val_step(self, data):
+        return self.module.val_step(data)
+
+    def test_step(self, data):
+        return self.module.test_step(data)
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)

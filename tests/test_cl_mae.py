@@ -261,6 +261,34 @@ def test_masker_batch_size_uses_first_images(monkeypatch):
     assert seen == [(2, 2)]
 
 
+def test_soft_batch_size_soft_pass_on_first_images_other_terms_on_all(
+        monkeypatch):
+    """The cost option: L_rec^soft from the first k images' soft pass;
+    L_bin, L_kl (a sum over the batch) and L_div from all B images."""
+    x = torch.randn(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    full, _ = build_model()
+    sub, _ = build_model(soft_batch_size=2)
+    sub.load_state_dict(full.state_dict())
+    seen = []
+    original = sub.soft_reconstruct
+
+    def spy(tokens, scores):
+        seen.append((len(tokens), len(scores)))
+        return original(tokens, scores)
+
+    monkeypatch.setattr(sub, 'soft_reconstruct', spy)
+    with torch.no_grad():
+        a, b = full.masker_loss(x), sub.masker_loss(x)
+        first_two = full.masker_loss(x[:2])
+    assert seen == [(2, 2)]
+    for key in ('loss_bin', 'loss_kl', 'loss_div'):
+        torch.testing.assert_close(a[key], b[key])
+    torch.testing.assert_close(b['loss_rec_soft'], first_two['loss_rec_soft'])
+    assert not torch.allclose(a['loss_rec_soft'], b['loss_rec_soft'])
+    with pytest.raises(ValueError, match='soft_batch_size'):
+        build_model(soft_batch_size=0)
+
+
 def test_identical_images_identical_masks_and_l_div_spreads_masks():
     """L_div (supplementary Fig. 2-3): without it the module drifts towards
     one mask for every image, with it the masks of the batch move apart.
@@ -610,6 +638,10 @@ def test_configs_load_and_build():
     check_config(demo)
     demo.model.masker_batch_size = demo.train_dataloader.batch_size + 1
     with pytest.raises(ValueError, match='masker_batch_size=.* is larger'):
+        check_config(demo)
+    demo.model.masker_batch_size = None
+    demo.model.soft_batch_size = demo.train_dataloader.batch_size + 1
+    with pytest.raises(ValueError, match='soft_batch_size=.* is larger'):
         check_config(demo)
 
 

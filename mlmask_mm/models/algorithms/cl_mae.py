@@ -64,6 +64,12 @@ class CLMAE(MaskedMAE):
         masker_batch_size: the module step uses the first k images of the
             batch (default: all, as published); its soft pass runs the
             encoder on all L tokens, so it costs about k/B of a full one.
+            Not published: L_kl (a sum over the batch) then weighs k/B of
+            the published weight.
+        soft_batch_size: the soft pass (the costly part of the module
+            step) on the first k images of the module step's batch, while
+            L_bin, L_kl and L_div see the scores of the whole batch
+            (default: all, as published).
         lambda_bin, lambda_kl, lambda_div: loss weights (published 1.0,
             0.1, 2.0, with L_bin's bump of height σ√(2π) and L_kl summed
             over the images of the process's batch).
@@ -86,6 +92,7 @@ class CLMAE(MaskedMAE):
                  masker: Optional[Union[dict, BaseMasker]] = None,
                  masker_update_interval: int = 1,
                  masker_batch_size: Optional[int] = None,
+                 soft_batch_size: Optional[int] = None,
                  lambda_bin: float = 1.0,
                  lambda_kl: float = 0.1,
                  lambda_div: float = 2.0,
@@ -104,6 +111,10 @@ class CLMAE(MaskedMAE):
             raise ValueError('masker_batch_size must be >= 2 (L_div compares '
                              f'images), got {masker_batch_size!r}')
         self.masker_batch_size = masker_batch_size
+        if soft_batch_size is not None and int(soft_batch_size) < 1:
+            raise ValueError('soft_batch_size must be >= 1, got '
+                             f'{soft_batch_size!r}')
+        self.soft_batch_size = soft_batch_size
         self.loss_cfg = dict(lambda_bin=lambda_bin, lambda_kl=lambda_kl,
                              lambda_div=lambda_div, sigma=bin_sigma,
                              kappa=div_kappa, kl_reduction=kl_reduction)
@@ -127,15 +138,18 @@ class CLMAE(MaskedMAE):
     @classmethod
     def check_config(cls, cfg) -> None:
         """Before anything is built (``engine.config_checks``): the module
-        step's ``masker_batch_size`` fits in a batch."""
-        k = (cfg.get('model') or {}).get('masker_batch_size')
+        step's ``masker_batch_size`` and ``soft_batch_size`` fit in a
+        batch."""
+        model = cfg.get('model') or {}
         batch = (cfg.get('train_dataloader') or {}).get('batch_size')
-        if k is not None and batch is not None and int(k) > int(batch):
-            raise ValueError(
-                f'model.masker_batch_size={k} is larger than '
-                f'train_dataloader.batch_size={batch} (images per process): '
-                'the module step would use the whole batch; set it to at '
-                'most the batch size')
+        for key in ('masker_batch_size', 'soft_batch_size'):
+            k = model.get(key)
+            if k is not None and batch is not None and int(k) > int(batch):
+                raise ValueError(
+                    f'model.{key}={k} is larger than '
+                    f'train_dataloader.batch_size={batch} (images per '
+                    'process): the module step would use the whole batch; '
+                    'set it to at most the batch size')
 
     def check_masker(self, masker: nn.Module) -> None:
         if next(masker.parameters(), None) is None:
@@ -199,7 +213,9 @@ class CLMAE(MaskedMAE):
     def masker_loss(self, inputs: torch.Tensor,
                     data_samples: Optional[List[DataSample]] = None
                     ) -> Dict[str, torch.Tensor]:
-        """L_mask and its terms on a batch (§3); call with the MAE frozen."""
+        """L_mask and its terms on a batch (§3); call with the MAE frozen.
+        L_rec^soft on the first ``soft_batch_size`` images, the other terms
+        on all."""
         tokens = self.backbone.embed(inputs)
         scores = self.masker(tokens, inputs,
                              self.mask_context(data_samples)).scores
@@ -207,9 +223,10 @@ class CLMAE(MaskedMAE):
             raise TypeError(
                 f'CLMAE needs a masker that returns scores (such as '
                 f'CurriculumMasker), got {type(self.masker).__name__}')
-        pred = self.soft_reconstruct(tokens, scores)
-        rec = soft_reconstruction_loss(self.per_patch_loss(pred, inputs),
-                                       scores)
+        k = self.soft_batch_size or len(inputs)
+        pred = self.soft_reconstruct(tokens[:k], scores[:k])
+        rec = soft_reconstruction_loss(
+            self.per_patch_loss(pred, inputs[:k]), scores[:k])
         return masking_module_loss(
             rec, scores, float(self.curriculum_factor),
             self.masker.mask_ratio, **self.loss_cfg)

@@ -604,6 +604,26 @@ def test_configs_set_the_published_objective(path):
     assert cfg.param_scheduler['mae'] == cfg.param_scheduler['masker']
 
 
+@pytest.mark.parametrize('path', [CL_DEMO, CL_CIFAR, CL_IN1K])
+def test_amp_switches_reach_both_parts(path):
+    """tools/train.py --amp (optim_wrapper.type) and the bf16 switch
+    (optim_wrapper.dtype) set at the top level apply to the MAE's and the
+    module's optimizer alike; one lr stays one lr."""
+    from mlmask_mm.engine.parts import PartsOptimWrapperConstructor
+    cfg = Config.fromfile(path)
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'  # what --amp does
+    cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    cfg.optim_wrapper.dtype = 'bfloat16'
+    wrapper = cfg.optim_wrapper.to_dict()
+    assert wrapper.pop('constructor') == 'PartsOptimWrapperConstructor'
+    parts = PartsOptimWrapperConstructor(wrapper).cfgs
+    assert set(parts) == {'mae', 'masker'}
+    for part in parts.values():
+        assert (part['type'], part['dtype']) == ('AmpOptimWrapper',
+                                                 'bfloat16')
+    assert parts['mae']['optimizer'] == parts['masker']['optimizer']
+
+
 def test_configs_load_and_build():
     demo = Config.fromfile(CL_DEMO)
     check_config(demo)

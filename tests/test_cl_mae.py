@@ -252,9 +252,9 @@ def test_masker_batch_size_uses_first_images(monkeypatch):
     seen = []
     original = model.masker_loss
 
-    def spy(inputs, data_samples=None):
+    def spy(inputs, data_samples=None, scores=None):
         seen.append((len(inputs), len(data_samples)))
-        return original(inputs, data_samples)
+        return original(inputs, data_samples, scores)
 
     monkeypatch.setattr(model, 'masker_loss', spy)
     model.train_step(batch(B=4), optim)
@@ -287,6 +287,41 @@ def test_soft_batch_size_soft_pass_on_first_images_other_terms_on_all(
     assert not torch.allclose(a['loss_rec_soft'], b['loss_rec_soft'])
     with pytest.raises(ValueError, match='soft_batch_size'):
         build_model(soft_batch_size=0)
+
+
+def test_reuse_module_forward_runs_the_module_once_per_iteration(
+        monkeypatch):
+    """The cost option: the module step reuses the MAE step's module
+    forward (its graph kept).  With the MAE's lr at 0 the MAE step changes
+    nothing, the reused scores are the fresh ones, and the module's update
+    is the same as with its own forward."""
+    models = {}
+    for reuse in (False, True):
+        model, optim = build_model(reuse_module_forward=reuse)
+        for g in optim['mae'].optimizer.param_groups:
+            g['lr'] = 0.0
+        calls = []
+        original = model.masker.forward
+
+        def count(*args, _calls=calls, _original=original, **kwargs):
+            _calls.append(torch.is_grad_enabled())
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(model.masker, 'forward', count)
+        log = model.train_step(batch(seed=3), optim)
+        assert 'loss_masker' in log
+        # the MAE step's forward (no graph, or kept), the module step's
+        assert calls == ([True] if reuse else [False, True])
+        assert model._kept_scores is None  # the graph is not kept longer
+        models[reuse] = model
+    for a, b in zip(models[False].masker.parameters(),
+                    models[True].masker.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # without a module step in the iteration nothing is kept
+    model, optim = build_model(reuse_module_forward=True,
+                               masker_update_interval=2)
+    model.train_step(batch(seed=1), optim)
+    assert model._kept_scores is None
 
 
 def test_identical_images_identical_masks_and_l_div_spreads_masks():

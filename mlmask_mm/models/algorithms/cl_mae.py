@@ -70,6 +70,11 @@ class CLMAE(MaskedMAE):
             step) on the first k images of the module step's batch, while
             L_bin, L_kl and L_div see the scores of the whole batch
             (default: all, as published).
+        reuse_module_forward: the module step reuses the scores (and the
+            module's graph) of the MAE step's module forward instead of
+            running the module again: one module forward less per module
+            step, its input tokens one MAE update stale (not published;
+            default off).
         lambda_bin, lambda_kl, lambda_div: loss weights (published 1.0,
             0.1, 2.0, with L_bin's bump of height σ√(2π) and L_kl summed
             over the images of the process's batch).
@@ -93,6 +98,7 @@ class CLMAE(MaskedMAE):
                  masker_update_interval: int = 1,
                  masker_batch_size: Optional[int] = None,
                  soft_batch_size: Optional[int] = None,
+                 reuse_module_forward: bool = False,
                  lambda_bin: float = 1.0,
                  lambda_kl: float = 0.1,
                  lambda_div: float = 2.0,
@@ -115,6 +121,8 @@ class CLMAE(MaskedMAE):
             raise ValueError('soft_batch_size must be >= 1, got '
                              f'{soft_batch_size!r}')
         self.soft_batch_size = soft_batch_size
+        self.reuse_module_forward = bool(reuse_module_forward)
+        self._kept_scores = None
         self.loss_cfg = dict(lambda_bin=lambda_bin, lambda_kl=lambda_kl,
                              lambda_div=lambda_div, sigma=bin_sigma,
                              kappa=div_kappa, kl_reduction=kl_reduction)
@@ -167,22 +175,36 @@ class CLMAE(MaskedMAE):
         with mae_optim.optim_context(self):
             data = self.data_preprocessor(data, True)
         inputs, data_samples = data['inputs'], data['data_samples']
-        log_vars = self.mae_step(inputs, data_samples, mae_optim)
-        if int(self.train_iter) % self.masker_update_interval == 0:
+        update = int(self.train_iter) % self.masker_update_interval == 0
+        self._kept_scores = None
+        keep = update and self.reuse_module_forward
+        log_vars = self.mae_step(inputs, data_samples, mae_optim,
+                                 keep_scores=keep)
+        if update:
             k = self.masker_batch_size or len(inputs)
+            scores = self._kept_scores
+            self._kept_scores = None
             log_vars.update(
                 self.masker_step(inputs[:k], data_samples and data_samples[:k],
-                                 masker_optim))
+                                 masker_optim,
+                                 scores=None if scores is None else scores[:k]))
         self.train_iter += 1
         return log_vars
 
     def mae_step(self, inputs: torch.Tensor,
                  data_samples: Optional[List[DataSample]],
-                 optim_wrapper: OptimWrapper) -> Dict[str, torch.Tensor]:
+                 optim_wrapper: OptimWrapper,
+                 keep_scores: bool = False) -> Dict[str, torch.Tensor]:
         """1. MAE step: the module (frozen, no graph) picks the top-k mask,
-        MAE's loss on the masked patches updates the MAE only."""
+        MAE's loss on the masked patches updates the MAE only.  With
+        ``keep_scores`` the module's forward keeps its graph and its scores
+        are kept for the module step (``reuse_module_forward``); the MAE's
+        loss does not depend on them (they only rank)."""
         with optim_wrapper.optim_context(self):
-            tokens, result = self.mask(inputs, data_samples)
+            tokens, result = self.mask(inputs, data_samples,
+                                       keep_graph=keep_scores)
+            if keep_scores:
+                self._kept_scores = result.scores
             pred = self.reconstruct(tokens, result)
             loss = self.head.loss(pred, inputs, result.mask)
         self._update(optim_wrapper, loss, self.mae_parameters())
@@ -190,35 +212,42 @@ class CLMAE(MaskedMAE):
 
     def masker_step(self, inputs: torch.Tensor,
                     data_samples: Optional[List[DataSample]],
-                    optim_wrapper: OptimWrapper) -> Dict[str, torch.Tensor]:
+                    optim_wrapper: OptimWrapper,
+                    scores: Optional[torch.Tensor] = None
+                    ) -> Dict[str, torch.Tensor]:
         """2. Masking-module step: the MAE frozen (``requires_grad`` off, so
         its parameters get no gradient), L_mask on the soft full-token pass
-        updates the module only."""
+        updates the module only (``scores``: the module's scores with their
+        graph, reused from the MAE step; default: a new module forward)."""
         with optim_wrapper.optim_context(self), \
                 frozen(self.mae_parameters()):
-            losses = self.masker_loss(inputs, data_samples)
+            losses = self.masker_loss(inputs, data_samples, scores)
         self._update(optim_wrapper, losses['loss_masker'],
                      self.masker.parameters())
         return {k: v.detach() for k, v in losses.items()}
 
     def mask(self, inputs: torch.Tensor,
-             data_samples: Optional[List[DataSample]] = None):
-        """Tokens and the module's top-k mask; the module gets no graph."""
+             data_samples: Optional[List[DataSample]] = None,
+             keep_graph: bool = False):
+        """Tokens and the module's top-k mask; the module gets no graph
+        (unless ``keep_graph``)."""
         tokens = self.backbone.embed(inputs)
-        with torch.no_grad():
+        with torch.set_grad_enabled(keep_graph and torch.is_grad_enabled()):
             result = self.masker(tokens, inputs,
                                  self.mask_context(data_samples))
         return tokens, result
 
     def masker_loss(self, inputs: torch.Tensor,
-                    data_samples: Optional[List[DataSample]] = None
+                    data_samples: Optional[List[DataSample]] = None,
+                    scores: Optional[torch.Tensor] = None
                     ) -> Dict[str, torch.Tensor]:
         """L_mask and its terms on a batch (§3); call with the MAE frozen.
         L_rec^soft on the first ``soft_batch_size`` images, the other terms
         on all."""
         tokens = self.backbone.embed(inputs)
-        scores = self.masker(tokens, inputs,
-                             self.mask_context(data_samples)).scores
+        if scores is None:
+            scores = self.masker(tokens, inputs,
+                                 self.mask_context(data_samples)).scores
         if scores is None:
             raise TypeError(
                 f'CLMAE needs a masker that returns scores (such as '

@@ -13,12 +13,10 @@ import os
 import os.path as osp
 import types
 
-import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from PIL import Image
 
 import mlmask_mm  # noqa: F401  (registers everything)
 
@@ -46,16 +44,8 @@ def load_tool(name: str):
     return module
 
 
-def make_image_folder(root: str, classes=('a', 'b'), per_class: int = 8,
-                      size: int = 16, seed: int = 0) -> str:
-    """Write per_class random RGB JPEGs for each class under root/<class>/."""
-    rng = np.random.default_rng(seed)
-    for c in classes:
-        os.makedirs(osp.join(root, c), exist_ok=True)
-        for i in range(per_class):
-            arr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-            Image.fromarray(arr).save(osp.join(root, c, f'{i:04d}.jpg'))
-    return root
+# generated class folders (also used by the GPU acceptance run)
+from mlmask_mm.datasets.synthetic import make_image_folder  # noqa: E402,F401
 
 
 @pytest.fixture

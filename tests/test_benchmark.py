@@ -199,7 +199,9 @@ def test_cli_ours_vs_mmpretrain(tmp_path, capsys):
         assert (v['img_size'], v['batch_size'], v['timed_steps']) == (16, 2,
                                                                       2)
         assert v['precision'] == 'fp32' and v['step'] == 'train_step'
-        assert v['ms_per_step'] > 0 and v['peak_mem_mb'] > 0
+        # CPU peak RSS above the RSS before the build: a lower bound, 0 when
+        # the build reused memory the process already held
+        assert v['ms_per_step'] > 0 and v['peak_mem_mb'] >= 0
         assert v['gflop_per_step'] > 0
     assert out['flop_ratios_vs_first']['ours_tiny'] == pytest.approx(1,
                                                                       rel=1e-3)

@@ -1,4 +1,4 @@
-"""Few-shot linear probing: tools/fewshot.py end to end, sampler, classifier.
+"""Few-shot linear probing: tools/analysis_tools/fewshot.py end to end, sampler, classifier.
 
 A 2-block ViT checkpoint is trained for 2 iterations in the module fixture;
 the datasets are generated class-folder trees of 16 px images.
@@ -332,7 +332,7 @@ def _load_test_tool():
 
 def test_metric_through_tools_test_equals_the_tool(setup, tmp_path):
     """tools/test.py + FewShotLinearProbe on FewShotFolders gives the numbers
-    of tools/fewshot.py for the same checkpoint, shots and seeds."""
+    of tools/analysis_tools/fewshot.py for the same checkpoint, shots and seeds."""
     from mmengine.config import Config
     ckpt, config, data = setup
     pretrain = Config.fromfile(config)

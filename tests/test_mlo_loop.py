@@ -14,18 +14,21 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.dataset import BaseDataset
 from mmengine.hooks import Hook
 
 from conftest import REPO, make_image_folder
 from mlmask_mm.datasets import LabelledSplit, stratified_split
 from mlmask_mm.engine.loops.mlo_loop import CyclingIterator
+from mlmask_mm.registry import DATASETS
 
-DEMO = osp.join(REPO, 'configs', 'mlo_mae', 'vit-tiny-p4_demo.py')
+DEMO = osp.join(REPO, 'configs', 'mlo_mae', 'mlo-mae_vit-tiny-p4_demo.py')
 IMG, PATCH, DIM = 16, 4, 32
 
 
 def mlo_config(mae_root, labelled_root, work_dir, max_iters=3, n=1,
-               batch=4, labelled_batch=2, deterministic=False, K=1):
+               batch=4, labelled_batch=2, deterministic=False, K=1,
+               stage2_root=None):
     """The demo config shrunk to a 2-block ViT on 16 px images."""
     cfg = Config.fromfile(DEMO)
     cfg.work_dir = work_dir
@@ -51,9 +54,20 @@ def mlo_config(mae_root, labelled_root, work_dir, max_iters=3, n=1,
     loop = cfg.train_cfg
     loop.max_iters = max_iters
     loop.masker_update_interval = n
-    loop.labelled_split.dataset.data_root = labelled_root
-    loop.labelled_split.dataset.serialize_data = False
-    loop.labelled_split.dataset.pipeline[1] = resize
+    loop.labelled_split.dataset = dict(
+        type='ImageFolder', data_root=labelled_root, with_label=True,
+        serialize_data=False, pipeline=[
+            dict(type='LoadImageFromFile'), resize,
+            dict(type='PackInputs')])
+    if stage2_root is None:
+        cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    else:  # stage-II evaluation on other labelled folders
+        cfg.val_dataloader.update(num_workers=0, persistent_workers=False,
+                                  batch_size=4)
+        cfg.val_dataloader.dataset = dict(loop.labelled_split.dataset,
+                                          data_root=stage2_root)
+        cfg.val_evaluator = dict(type='Accuracy', topk=(1, 2))
+        loop.val_interval = 2
     for loader in (cfg.train_dataloader, loop.train_split_dataloader,
                    loop.val_split_dataloader):
         loader.update(num_workers=0, persistent_workers=False)
@@ -164,6 +178,43 @@ def test_three_levels_update_through_the_runner(
     # the split is recorded in the work dir
     split = json.load(open(tmp_path / 'work' / 'mlo_split' / 'split.json'))
     assert split['num_samples'] == dict(train=8, val=2)
+
+
+# ---------------------------------------------------- stage-II evaluation
+def test_stage2_evaluation_logged_checkpointed_and_reported(folders,
+                                                            tmp_path, build_runner):
+    """The level-2 head on held-out labelled images through mmengine's val
+    loop: top-1/top-2 in the log at iterations 2 and 3 (val_interval 2 and
+    the last), in the checkpoint of iteration 3, and in the closing
+    report."""
+    mae, labelled = folders
+    heldout = make_image_folder(str(tmp_path / 'heldout'), per_class=3,
+                                size=IMG, seed=9)
+    work = tmp_path / 'work'
+    cfg = mlo_config(mae, labelled, str(work), max_iters=3,
+                     stage2_root=heldout)
+    runner = build_runner(cfg, 'mlo_stage2')
+    runner.train()
+    log = open(next(
+        osp.join(r, f) for r, _, fs in os.walk(str(work))
+        for f in fs if f.endswith('.log'))).read()
+    assert log.count('Iter(val) [2/2]    accuracy/top1') == 2
+    assert 'accuracy/top1' in log and 'accuracy/top2' in log
+    assert 'MLO-MAE stage-II evaluation' in log
+    assert '  last, iteration 3: accuracy/top1' in log
+    ckpt = torch.load(str(work / 'iter_3.pth'), weights_only=True)
+    history = ckpt['message_hub']['runtime_info']['mlo_stage2']
+    assert [h['iter'] for h in history] == [2, 3]
+    # the head on the held-out images, recomputed: the checkpoint's number
+    model = runner.model
+    model.eval()
+    correct = 0
+    for batch in runner.val_dataloader:
+        data = model.data_preprocessor(batch, False)
+        out = model(**data, mode='predict')
+        correct += sum(int(o.pred_label == o.gt_label) for o in out)
+    assert history[-1]['accuracy/top1'] == pytest.approx(100 * correct / 6)
+    assert history[-1]['accuracy/top2'] == 100.0  # two classes
 
 
 # ----------------------------------------------------------------- resume
@@ -396,7 +447,7 @@ def test_level3_sharing_files_with_evaluation_is_one_clear_error(
     cfg = mlo_config(mae, labelled, str(tmp_path / 'work'))
     cfg.train_cfg.heldout_datasets = [evaluation]
     with pytest.raises(ValueError, match=r'level-3 \(val\) part .* shares '
-                       r'1 file\(s\) with the evaluation dataset '
+                       r'1 sample\(s\) with the evaluation dataset '
                        r'train_cfg.heldout_datasets\[0\]'):
         build_runner(cfg, 'mlo_heldout').train()
     # the same through the config's val_dataloader
@@ -451,3 +502,63 @@ def test_amp_optim_wrapper_is_refused_with_the_right_setting(
     cfg.optim_wrapper.type = 'AmpOptimWrapper'  # tools/train.py --amp
     with pytest.raises(ValueError, match=r"model.amp='bf16'"):
         build_runner(cfg, 'mlo_amp').train()
+
+
+# ------------------------------------------- leakage check without files
+@DATASETS.register_module(force=True)
+class InMemoryImages(BaseDataset):
+    """Images held in memory, as mmpretrain's CIFAR10/100 (``img`` in the
+    data info, no ``img_path``); ``first``: index of the first of ``n``
+    images drawn from one fixed random stream; ``bare``: neither."""
+    METAINFO = dict(classes=('a', 'b'))
+
+    def __init__(self, n=10, first=0, bare=False, **kwargs):
+        self.n, self.first, self.bare = n, first, bare
+        super().__init__(serialize_data=False, **kwargs)
+
+    def load_data_list(self):
+        rng = np.random.default_rng(7)
+        imgs = rng.integers(0, 256, (self.first + self.n, IMG, IMG, 3),
+                            dtype=np.uint8)[self.first:]
+        return [dict(gt_label=(self.first + i) % 2) if self.bare else
+                dict(img=img, gt_label=(self.first + i) % 2)
+                for i, img in enumerate(imgs)]
+
+
+def _in_memory(**kwargs):
+    return dict(type='InMemoryImages', pipeline=[dict(type='PackInputs')],
+                **kwargs)
+
+
+def test_leakage_check_compares_in_memory_images_by_content(folders,
+                                                            tmp_path, build_runner):
+    mae, labelled = folders
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'), max_iters=1)
+    cfg.train_cfg.labelled_split.dataset = _in_memory(n=10)
+    # images 8-13 of the same stream: shares 2 images with the split
+    cfg.train_cfg.heldout_datasets = [_in_memory(n=6, first=8)]
+    with pytest.raises(ValueError, match=r'shares 2 sample\(s\) with the '
+                       r'evaluation dataset train_cfg.heldout_datasets\[0\]'
+                       r', e.g. an image \(sha1'):
+        build_runner(cfg, 'mlo_in_memory_overlap').train()
+    # disjoint in-memory evaluation data passes, and training runs
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'), max_iters=1)
+    cfg.train_cfg.labelled_split.dataset = _in_memory(n=10)
+    cfg.train_cfg.heldout_datasets = [_in_memory(n=6, first=10)]
+    build_runner(cfg, 'mlo_in_memory_ok').train()
+
+
+@pytest.mark.parametrize('heldout,match', [
+    (_in_memory(n=4, bare=True), 'has neither img_path nor img'),
+    ('folder', r"cannot verify .* \['path'\].* \['content'\]"),
+])
+def test_leakage_check_refuses_what_it_cannot_verify(folders, tmp_path,
+                                                     heldout, match, build_runner):
+    mae, labelled = folders
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'), max_iters=1)
+    cfg.train_cfg.labelled_split.dataset = _in_memory(n=10)
+    if heldout == 'folder':  # files against in-memory pixels
+        heldout = dict(type='ImageFolder', data_root=labelled, pipeline=[])
+    cfg.train_cfg.heldout_datasets = [heldout]
+    with pytest.raises(ValueError, match=match):
+        build_runner(cfg, f'mlo_unverifiable_{len(match)}').train()

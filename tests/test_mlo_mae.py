@@ -1,9 +1,11 @@
 """MLOMAE on a 2-block ViT: the three levels, their parts, the hypergradient
 through outer_step against autograd through explicitly unrolled steps."""
 import copy
+import os.path as osp
 
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmpretrain.structures import DataSample
@@ -14,7 +16,7 @@ from mlmask_mm.models.losses import (per_patch_reconstruction_loss,
                                      probability_weighted_loss)
 from mlmask_mm.registry import MODELS
 
-from conftest import tiny_config
+from conftest import REPO, tiny_config
 
 NUM_CLASSES = 3
 
@@ -131,9 +133,12 @@ class ToDouble(nn.Module):
         return dict(inputs=x, data_samples=data['data_samples'])
 
 
-def unrolled_reference(model, state, batches, train, val, xi1, xi2):
+def unrolled_reference(model, state, batches, train, val, xi1, xi2,
+                       detach_input=True):
     """∇φ L3(θ1^K(φ), θ2'(φ)) by autograd through K explicit SGD steps
-    (hard masks from the masker at each θ1^k, masker input detached)."""
+    (hard masks from the masker at each θ1^k; the masker reads the patch
+    embeddings detached, or not: then p depends on θ1 as well and the
+    level-1 step differentiates through it)."""
     phi = hg.leaves(state['masker'])
     t1 = hg.leaves(state['mae'])
     for b in batches:
@@ -141,8 +146,10 @@ def unrolled_reference(model, state, batches, train, val, xi1, xi2):
 
         def step_loss(x):
             tokens = model.backbone.embed(x)
-            probs = model.masker.probabilities(tokens.detach())
-            res = model.masker(tokens)  # the hard top-k of these p
+            probs = model.masker.probabilities(
+                tokens.detach() if detach_input else tokens)
+            with torch.no_grad():  # the hard top-k of these p
+                res = model.masker(tokens)
             return model.weighted_reconstruction_loss(x, res, probs, tokens)
         g = hg.grads(model.call({**t1, **phi}, step_loss, x), t1,
                      create_graph=True)
@@ -157,15 +164,17 @@ def unrolled_reference(model, state, batches, train, val, xi1, xi2):
     return hg.grads(loss, phi)
 
 
-def outer_step_error(mode, unroll_steps, fd_radius=1e-2):
-    """With SGD at levels 1 and 2 (lr = ξ) the steps outer_step takes are
-    the unrolled steps of the formulas: its hypergradient is compared with
-    autograd through them (float64, dropout off)."""
+def outer_step_error(mode, unroll_steps, fd_radius=1e-2, detach_input=True):
+    """With SGD at levels 1 and 2 (lr = ξ, ``xi1=xi2='lr'``) the steps
+    outer_step takes are the unrolled steps of the formulas: its
+    hypergradient is compared with autograd through them (float64, dropout
+    off)."""
     xi1, xi2 = 0.05, 0.5
     model = build(masker='MLOMLPMasker',
                   hypergrad=dict(mode=mode, unroll_steps=unroll_steps,
-                                 unroll='exact',
-                                 fd_radius=fd_radius)).double()
+                                 unroll='exact', fd_radius=fd_radius,
+                                 xi1='lr', xi2='lr')).double()
+    model.masker.detach_input = detach_input
     model.data_preprocessor = ToDouble()
     state = snapshot(model)
     batches = [batch(seed=s) for s in range(unroll_steps)]
@@ -177,7 +186,7 @@ def outer_step_error(mode, unroll_steps, fd_radius=1e-2):
     got = model.last_hypergradient
     with hg.math_attention():  # the only SDPA kernel with double backward
         ref = unrolled_reference(ref_model, state, batches, train, val, xi1,
-                                 xi2)
+                                 xi2, detach_input)
     assert hg.norm(ref) > 1e-3
     if mode == 'exact':
         for n in ref:
@@ -193,12 +202,94 @@ def test_outer_step_exact_hypergradient_equals_unrolled_autograd(
     assert outer_step_error('exact', unroll_steps) < 1e-12
 
 
+@pytest.mark.parametrize('unroll_steps', [1, 2])
+def test_undetached_masker_input_equals_autograd_through_the_steps_taken(
+        unroll_steps):
+    """detach_input=False: p depends on θ1 through the patch embeddings;
+    the level-1 step learns through p (as the official code) and the
+    hypergradient differentiates exactly that step."""
+    assert outer_step_error('exact', unroll_steps,
+                            detach_input=False) < 1e-12
+
+
+def test_undetached_masker_input_level1_step_learns_through_p():
+    """The patch embedding's level-1 gradient includes the path through p:
+    it differs from the detached run's by the term ∂L1/∂p · ∂p/∂θ1."""
+    grads = {}
+    for detach in (True, False):
+        model = build(masker='MLOTokenMasker')
+        model.masker.detach_input = detach
+        data = model.data_preprocessor(batch(), True)
+        model(**data, mode='loss')['loss'].backward()
+        grads[detach] = model.backbone.patch_embed.projection.weight.grad
+        assert all(p.grad is None for p in model.masker.parameters())
+    assert not torch.allclose(grads[True], grads[False])
+
+
 def test_outer_step_fd_hypergradient_equals_unrolled_autograd():
     """Central differences: 2.2e-4 relative error at r = 1e-2 on this
     2-block ViT (GELU, softmax, LayerNorm curvature), falling as r²."""
     coarse = outer_step_error('finite_difference', 2, 1e-2)
     assert coarse < 1e-3
     assert outer_step_error('finite_difference', 2, 1e-3) < coarse / 30
+
+
+SCHEDULE = osp.join(REPO, 'configs', '_base_', 'schedules',
+                    'mlo-mae_adamw.py')
+
+
+def config_optimizers(model, lr=(1.5e-4, 1e-3, 1e-3)):
+    """AdamW of each part as the MLO-MAE schedule base configures it (betas,
+    weight decay, eps), at the given learning rates."""
+    cfg = Config.fromfile(SCHEDULE).optim_wrapper
+    wrappers = {}
+    for part, part_lr in zip(('mae', 'head', 'masker'), lr):
+        kw = {k: v for k, v in cfg[part].optimizer.items() if k != 'type'}
+        kw['lr'] = part_lr
+        wrappers[part] = OptimWrapper(torch.optim.AdamW(
+            list(model.part_params(part).values()), **kw))
+    return OptimWrapperDict(**wrappers)
+
+
+@pytest.mark.parametrize('masker', ['MLOTokenMasker', 'MLOMLPMasker'])
+def test_official_weighting_both_paths_carry_weight(masker):
+    """Default ξ1 = ξ2 = 1 (betty's darts, the official code): the head
+    path ξ2 ∇²θ1θ2 L2 g2 is of the order of the direct path g1 (measured
+    11-14x at initialisation here, where the head's small weights make g1
+    small), the masking network's gradient is far above its AdamW ε, and
+    AdamW's first step moves every parameter with a gradient by ~lr.  With
+    ξ = the learning rate (the unrolled-SGD reading) the head path is 1e-2
+    of the direct path and half the gradient elements fall below 1e-8."""
+    model = build(masker=masker)
+    assert model.hypergrad['xi1'] == model.hypergrad['xi2'] == 1.0
+    optim = config_optimizers(model)
+    group = optim['masker'].optimizer.param_groups[0]
+    eps, lr, wd = group['eps'], group['lr'], group['weight_decay']
+    before = {n: p.detach().clone()
+              for n, p in model.part_params('masker').items()}
+    logs = model.outer_step(batch(), batch(seed=1), batch(seed=2), optim,
+                            update_masker=True)
+    assert 0.1 < logs['hypergrad_head_share'] < 30
+    assert logs['hypergrad_rms'] > 1e4 * eps
+    grad = model.last_hypergradient
+    torch.testing.assert_close(logs['hypergrad_rms'],
+                               hg.norm(grad) / sum(
+                                   g.numel() for g in grad.values())**0.5)
+    # AdamW: φ ← φ (1 − lr·wd) − lr·m̂/(√v̂ + ε), and m̂/√v̂ = sign(g) at
+    # the first step when |g| ≫ ε
+    moved = torch.cat([
+        (before[n] * (1 - lr * wd) - p.detach()).abs().flatten() / lr
+        for n, p in model.part_params('masker').items()])
+    live = torch.cat([(g != 0).flatten() for g in grad.values()])
+    assert live.float().mean() > 0.8  # (ReLU units dead on this batch: 0)
+    near_lr = ((moved > 0.99) & (moved < 1.01))[live]
+    assert near_lr.float().mean() > 0.99
+
+    # the unrolled-SGD reading, for contrast
+    model = build(masker=masker, hypergrad=dict(xi1='lr', xi2='lr'))
+    logs = model.outer_step(batch(), batch(seed=1), batch(seed=2),
+                            config_optimizers(model), update_masker=True)
+    assert logs['hypergrad_head_share'] < 0.03
 
 
 def test_loss_path_and_probability_weighting():
@@ -239,6 +330,10 @@ def test_masker_dims_default_to_the_backbone():
     (dict(hypergrad=dict(mode='fd')), 'mode'),
     (dict(hypergrad=dict(unroll_steps=0)), 'unroll_steps'),
     (dict(hypergrad=dict(steps=2)), 'unknown model.hypergrad'),
+    (dict(hypergrad=dict(xi1=-1.0)), 'hypergrad.xi1'),
+    (dict(hypergrad=dict(xi2='adam')), 'hypergrad.xi2'),
+    # double backward through compiled blocks fails under aot_autograd
+    (dict(compile=True), "compile with model.hypergrad.mode='exact'"),
 ])
 def test_bad_settings(override, match):
     cfg = model_cfg()
@@ -268,3 +363,72 @@ def test_bf16_autocast(mode):
         assert changed(before, model, part), part
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert torch.get_float32_matmul_precision() == 'highest'
+
+
+def test_compile_runs_with_finite_differences():
+    """compile=True is refused with the exact hypergradient (test_bad_
+    settings); with finite differences nothing is differentiated twice
+    through the compiled blocks (aot_autograd, the backend that fails the
+    exact mode; 'aot_eager' needs no C++ compiler)."""
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg(
+        compile=dict(backend='aot_eager'),
+        hypergrad=dict(mode='finite_difference')))
+    before = snapshot(model)
+    logs = model.outer_step(batch(), batch(seed=1), batch(seed=2),
+                            optimizers(model), update_masker=True)
+    assert all(torch.isfinite(v) for v in logs.values())
+    for part in ('mae', 'head', 'masker'):
+        assert changed(before, model, part), part
+
+
+def test_official_head_and_learnable_position_embedding():
+    """The official code's options: class token → LayerNorm → Dropout(0.1)
+    → Linear, and a trained position embedding (part of θ1, so also of the
+    hypergradient's level-1 products)."""
+    model = build(feature='cls', learnable_pos_embed=True,
+                  downstream_head=dict(type='MLOClsHead',
+                                       num_classes=NUM_CLASSES,
+                                       in_channels=32, dropout=0.1,
+                                       loss=dict(type='CrossEntropyLoss')))
+    head = model.downstream_head
+    assert head.dropout.p == 0.1
+    head.eval()
+    f = torch.randn(5, 32)
+    expected = head.fc(torch.nn.functional.layer_norm(
+        f, (32, ), head.norm.weight, head.norm.bias))
+    torch.testing.assert_close(head((f, )), expected)
+    head.train()
+    assert 'backbone.pos_embed' in model.part_params('mae')
+    before = model.backbone.pos_embed.detach().clone()
+    logs = model.outer_step(batch(), batch(seed=1), batch(seed=2),
+                            optimizers(model), update_masker=True)
+    assert torch.isfinite(logs['hypergrad_norm'])
+    assert not torch.equal(before, model.backbone.pos_embed)
+    # the head in eval mode: no dropout, deterministic predictions
+    model.eval()
+    data = model.data_preprocessor(batch(), False)
+    a, b = (model(**data, mode='predict') for _ in range(2))
+    assert all(torch.equal(x.pred_score, y.pred_score) for x, y in zip(a, b))
+    # fixed by default (MAE)
+    assert 'backbone.pos_embed' not in build().part_params('mae')
+
+
+def test_mask_statistics_separate_position_pattern_and_per_image_masks():
+    from mlmask_mm.models.maskers.base import mask_from_ranking
+    model = build()
+    row = torch.linspace(0.05, 0.95, 16)
+    same = row.expand(4, 16).clone()  # one position pattern for all images
+    res = mask_from_ranking(same, 4, same)
+    stats = model.mask_statistics(res)
+    assert stats['mask_shared'] == 1 and stats['mask_prob_image_std'] == 0
+    torch.testing.assert_close(stats['mask_prob_position_std'], row.std())
+    # each image the pattern shifted by 4: every patch is visible in one
+    # image, so no patch is masked in all, and p averages out over images
+    own = torch.stack([row.roll(4 * i) for i in range(4)])
+    stats = model.mask_statistics(mask_from_ranking(own, 4, own))
+    assert stats['mask_shared'] == 0
+    assert stats['mask_prob_image_std'] > 2 * stats['mask_prob_position_std']
+    sat = torch.tensor([[0.001, 0.5, 0.999, 0.3]])
+    assert model.mask_statistics(mask_from_ranking(sat, 1, sat))[
+        'mask_prob_saturated'] == 0.5

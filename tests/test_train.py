@@ -139,6 +139,26 @@ def test_config_errors_name_setting_and_value(image_folder, tmp_path):
         check_config(cfg)
 
 
+def test_the_model_classs_own_check_runs_with_the_shared_ones():
+    from torch import nn
+
+    from mlmask_mm.registry import MODELS
+
+    @MODELS.register_module(name='_ModelWithOwnCheck', force=True)
+    class _ModelWithOwnCheck(nn.Module):
+
+        @classmethod
+        def check_config(cls, cfg):
+            raise ValueError(f'own check of {cfg.model.type}')
+
+    for name in ('_ModelWithOwnCheck', 'mlmask_mm._ModelWithOwnCheck'):
+        with pytest.raises(ValueError, match=f'own check of {name}'):
+            check_config(Config(dict(model=dict(type=name))))
+    # mmseg / mmdet model types (not in this registry) have none
+    check_config(Config(dict(model=dict(type='EncoderDecoder'))))
+    check_config(Config(dict(model=dict(type='mmdet.MaskRCNN'))))
+
+
 def test_missing_and_empty_data_fail_before_training(tmp_path):
     # raised while the runner builds its data loader, before any iteration
     cfg = tiny_config(str(tmp_path / 'nope'), str(tmp_path / 'w'))

@@ -37,3 +37,21 @@ def test_mmpretrain_based_config_loads_a_batch(config, tmp_path,
     init_default_scope('mlmask_mm')
     batch = next(iter(Runner.build_dataloader(cfg.train_dataloader)))
     assert tuple(batch['inputs'].shape) == (2, 3, 224, 224)
+
+
+def shipped_configs():
+    import glob
+    found = []
+    for path in sorted(glob.glob(osp.join(ROOT, 'configs', '*', '*.py'))):
+        folder = osp.basename(osp.dirname(path))
+        if folder not in ('_base_', 'transfer'):
+            found.append(osp.relpath(path, ROOT))
+    return found
+
+
+@pytest.mark.parametrize('config', shipped_configs())
+def test_every_shipped_config_has_the_fail_safe_hooks(config):
+    """On the shared runtime or on mmpretrain's (docs/fail_safe.md)."""
+    hooks = Config.fromfile(osp.join(ROOT, config)).default_hooks
+    assert hooks.finite_loss.type.endswith('FiniteLossHook')
+    assert hooks.checkpoint.backend_args.backend == 'local_atomic'

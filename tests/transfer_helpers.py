@@ -1,14 +1,11 @@
 """Tiny generated ADE20K- and COCO-like datasets and a tiny pretraining run."""
-import json
-import os
 import os.path as osp
 
-import numpy as np
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-from PIL import Image
 
 from conftest import epoch_sleep_off, make_image_folder, tiny_config
+from mlmask_mm.datasets.synthetic import make_ade_like, make_coco_like  # noqa: F401
 
 #: the tiny encoder every transfer test uses: 4 blocks, 32 dims, 16 px
 #: patches; pretrained on 32 px images (2x2 grid), transferred at 64 px (4x4
@@ -42,62 +39,3 @@ def converted_backbone(root: str, target: str = 'mmpretrain') -> str:
     dst = osp.join(root, 'backbone.pth')
     convert_checkpoint(pretrain_tiny_mae(root), dst, target=target)
     return dst
-
-
-def make_ade_like(root: str, num_train: int = 4, num_val: int = 2,
-                  size: int = SIZE, seed: int = 0) -> str:
-    """ADEChallengeData2016 layout: images/{training,validation}/*.jpg and
-    annotations/.../*.png with labels 0 (ignored after reduce_zero_label)
-    to 4 in rectangles."""
-    rng = np.random.default_rng(seed)
-    for split, n in (('training', num_train), ('validation', num_val)):
-        os.makedirs(osp.join(root, 'images', split), exist_ok=True)
-        os.makedirs(osp.join(root, 'annotations', split), exist_ok=True)
-        for i in range(n):
-            img = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-            label = np.zeros((size, size), np.uint8)
-            for cls in range(1, 5):
-                y, x = rng.integers(0, size // 2, 2)
-                label[y:y + size // 2, x:x + size // 2] = cls
-                img[label == cls] = cls * 50
-            name = f'ADE_{split}_{i:08d}'
-            Image.fromarray(img).save(
-                osp.join(root, 'images', split, name + '.jpg'))
-            Image.fromarray(label).save(
-                osp.join(root, 'annotations', split, name + '.png'))
-    return root
-
-
-def make_coco_like(root: str, num_train: int = 4, num_val: int = 2,
-                   size: int = SIZE, seed: int = 0) -> str:
-    """COCO layout: {train,val}2017/*.jpg and annotations/instances_*.json,
-    two classes, one or two filled rectangles per image (polygon masks)."""
-    rng = np.random.default_rng(seed)
-    categories = [dict(id=1, name='a'), dict(id=2, name='b')]
-    os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
-    for split, n in (('train2017', num_train), ('val2017', num_val)):
-        os.makedirs(osp.join(root, split), exist_ok=True)
-        images, annotations = [], []
-        for i in range(n):
-            img = rng.integers(0, 100, (size, size, 3), dtype=np.uint8)
-            for k in range(1 + i % 2):
-                w, h = rng.integers(size // 4, size // 2, 2)
-                x, y = rng.integers(0, size - max(w, h), 2)
-                cat = 1 + k
-                img[y:y + h, x:x + w] = 120 * cat
-                annotations.append(dict(
-                    id=len(annotations) + 1, image_id=i + 1, category_id=cat,
-                    bbox=[float(x), float(y), float(w), float(h)],
-                    area=float(w * h), iscrowd=0,
-                    segmentation=[[float(x), float(y), float(x + w),
-                                   float(y), float(x + w), float(y + h),
-                                   float(x), float(y + h)]]))
-            name = f'{i:012d}.jpg'
-            Image.fromarray(img).save(osp.join(root, split, name))
-            images.append(dict(id=i + 1, file_name=name, width=size,
-                               height=size))
-        with open(osp.join(root, 'annotations', f'instances_{split}.json'),
-                  'w') as f:
-            json.dump(dict(images=images, annotations=annotations,
-                           categories=categories), f)
-    return root

@@ -12,6 +12,7 @@ from mmengine.runner import Runner
 
 from mlmask_mm.engine.config_checks import (check_pretrained_checkpoint,
                                             prepare_config)
+from mlmask_mm.utils.checkpoint_files import resolve_resume
 
 
 def parse_args():
@@ -71,6 +72,8 @@ def main():
         cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr', {}), enable=True)
     cfg = prepare_config(cfg)
     check_pretrained_checkpoint(cfg)
+    # a damaged checkpoint is named here; auto mode skips damaged ones
+    resolve_resume(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
 

@@ -6,10 +6,18 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=10),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    # written to a temporary name, then renamed (mlmask_mm/utils/
+    # checkpoint_files.py): a killed save leaves no half-written checkpoint
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3,
+                    backend_args=dict(backend='local_atomic')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # RNG states in checkpoints, restored on resume (exact resumes)
     rng_state=dict(type='mlmask_mm.RNGStateHook'),
+    # stop at the first NaN/Inf loss, before a non-finite checkpoint is
+    # saved or a good one rotated out (tolerance=N: skip N in a row)
+    finite_loss=dict(type='mlmask_mm.FiniteLossHook', tolerance=0),
+    # lists the images ImageFolder(bad_images='skip') replaced
+    skipped_images=dict(type='mlmask_mm.SkippedImagesHook'),
 )
 
 env_cfg = dict(

@@ -5,7 +5,7 @@
 #       data/cifar10/train data/cifar10_fewshot
 #   python tools/test.py configs/benchmarks/fewshot_vit-tiny-p4_cifar10.py \
 #       work_dirs/demo/iter_400.pth
-# Same numbers as tools/fewshot.py with --feature cls_token --normalize l2
+# Same numbers as tools/analysis_tools/fewshot.py with --feature cls_token --normalize l2
 # (tested); the tool also compares several checkpoints, caches features and
 # writes the table and the plot.
 _base_ = ['../_base_/default_runtime.py']

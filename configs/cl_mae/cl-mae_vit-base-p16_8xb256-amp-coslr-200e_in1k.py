@@ -11,6 +11,13 @@
 #       configs/cl_mae/cl-mae_vit-base-p16_8xb256-amp-coslr-200e_in1k.py 8
 _base_ = ['mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py']
 custom_imports = dict(imports=['mlmask_mm'], allow_failed_imports=False)
+
+# the fail-safe hooks of configs/_base_/default_runtime.py (docs/fail_safe.md),
+# which a config on mmpretrain's runtime does not inherit
+default_hooks = dict(
+    checkpoint=dict(backend_args=dict(backend='local_atomic')),
+    finite_loss=dict(type='mlmask_mm.FiniteLossHook', tolerance=0),
+    skipped_images=dict(type='mlmask_mm.SkippedImagesHook'))
 default_scope = 'mlmask_mm'
 
 mask_ratio = 0.75

@@ -7,7 +7,7 @@
 # kept) are saved every 50 iterations and at the end, masks_iter_50.png
 # (partner phase, c ≈ +0.7) ... masks_final.png (adversary, c = −1): the
 # easy-to-hard shift of the curriculum.  Any checkpoint can be rendered
-# again with tools/visualize_masks.py.
+# again with tools/visualization/visualize_masks.py.
 _base_ = [
     '../_base_/models/mae_vit-tiny-p4.py',
     '../_base_/datasets/cifar10_demo_mae.py',

@@ -1,6 +1,6 @@
 """Stratified, seeded split of a labelled dataset into two disjoint parts.
 
-MLO-MAE (README.md, "MLO-MAE": three levels) trains its classification head
+MLO-MAE (docs/mlo_mae.md) trains its classification head
 (level 2) and its masking network (level 3) on labelled data that must come
 from the *training* set: a stratified 80/20 split with a fixed seed, so that
 level 3 never sees the images used to report results.  :class:`LabelledSplit`
@@ -9,10 +9,11 @@ complementary and disjoint.  :meth:`LabelledSplit.save` writes the file lists
 (mmpretrain ``ann_file`` format, ``path label`` per line) and the settings to
 the work directory.
 """
+import hashlib
 import json
 import os
 import os.path as osp
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Sequence, Set, Tuple, Union
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -131,6 +132,40 @@ class LabelledSplit(Dataset):
         with open(osp.join(folder, 'split.json'), 'w') as f:
             json.dump(info, f, indent=1)
         return folder
+
+
+def sample_keys(dataset, name: str = 'dataset') -> Set[Tuple[str, str]]:
+    """What identifies each sample, for overlap checks between datasets.
+
+    ``('path', realpath)`` when ``get_data_info(i)`` has an ``img_path``
+    (folders, annotation files); ``('content', sha1 of the pixels, shape
+    and dtype)`` when it holds the image in memory under ``img`` (e.g.
+    mmpretrain's CIFAR10 / CIFAR100).  Raises ``ValueError`` when a sample
+    has neither: its overlap with another dataset cannot be verified.
+    """
+    if not hasattr(dataset, 'get_data_info'):
+        raise ValueError(
+            f'cannot verify the overlap of {name} ({_describe(dataset)}) '
+            'with the labelled data: it has no get_data_info(); use a '
+            'dataset of files or of in-memory images (mmpretrain datasets)')
+    keys = set()
+    for i in range(len(dataset)):
+        info = dataset.get_data_info(i)
+        path = info.get('img_path')
+        if path is not None:
+            keys.add(('path', osp.realpath(path)))
+            continue
+        img = info.get('img')
+        if img is None:
+            raise ValueError(
+                f'cannot verify the overlap of {name} ({_describe(dataset)})'
+                f' with the labelled data: sample {i} has neither img_path '
+                'nor img; refusing to start rather than skip the check')
+        arr = np.ascontiguousarray(np.asarray(img))
+        digest = hashlib.sha1(arr.tobytes())
+        digest.update(f'{arr.shape}{arr.dtype}'.encode())
+        keys.add(('content', digest.hexdigest()))
+    return keys
 
 
 def _labels(dataset) -> List[int]:

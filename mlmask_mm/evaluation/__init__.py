@@ -1,5 +1,5 @@
 """Evaluation: the mmengine components (the few-shot metric, the frozen
-feature extractor), the few-shot protocol ``tools/fewshot.py`` runs, and the
+feature extractor), the few-shot protocol ``tools/analysis_tools/fewshot.py`` runs, and the
 MAE analysis metrics.  Helpers below these live in the submodules."""
 from .feature_extractor import (POOLINGS, FrozenFeatureExtractor,
                                 build_frozen_extractor, embedded_config,
@@ -14,12 +14,12 @@ from .mae_metrics import (attention_distance, bipartition_gap,
 __all__ = [
     # mmengine components
     'FewShotLinearProbe', 'FrozenFeatureExtractor',
-    # the few-shot protocol (tools/fewshot.py)
+    # the few-shot protocol (tools/analysis_tools/fewshot.py)
     'NORMALIZATIONS', 'POOLINGS', 'build_frozen_extractor', 'check_shots',
     'embedded_config', 'extract_features', 'extractor_config',
     'few_shot_accuracies', 'folder_dataset', 'image_size',
     'load_checkpoint_safely', 'load_config', 'mean_std',
-    # MAE analysis metrics (tools/analysis/sg_analysis.py)
+    # MAE analysis metrics (tools/analysis_tools/sg_analysis.py)
     'attention_distance', 'bipartition_gap', 'feature_variance',
     'similarity_variance'
 ]

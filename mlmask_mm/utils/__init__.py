@@ -1,3 +1,7 @@
-from . import backbone_converter, dist, safe_checkpoint
+from . import (backbone_converter, checkpoint_files, dist, rng_state,
+               safe_checkpoint, setup_env)
 
-__all__ = ['backbone_converter', 'dist', 'safe_checkpoint']
+__all__ = [
+    'backbone_converter', 'checkpoint_files', 'dist', 'rng_state',
+    'safe_checkpoint', 'setup_env'
+]

@@ -22,10 +22,14 @@ optim_wrapper = dict(
         type='OptimWrapper',
         optimizer=dict(
             type='AdamW', lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05)),
+    # eps far below the hypergradient's per-element size (logged as
+    # hypergrad_rms; ~1e-3 on the test ViTs): at PyTorch's 1e-8 AdamW damps
+    # the elements whose gradient is near it (docs/mlo_mae.md)
     masker=dict(
         type='OptimWrapper',
         optimizer=dict(
-            type='AdamW', lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05)))
+            type='AdamW', lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05,
+            eps=1e-12)))
 # distributed runs: outer_step averages every gradient itself (DDP would
 # only sync gradients of backward() after its own forward())
 model_wrapper_cfg = dict(type='PartsDataParallel')

@@ -27,9 +27,10 @@ keeps mmengine's re-seeding and logs a warning.
 from typing import Any, Dict, List, Optional
 
 from mmengine.dist import all_gather_object, get_dist_info
-from mmengine.hooks import CheckpointHook, Hook
+from mmengine.hooks import Hook
 
 from mlmask_mm.registry import HOOKS
+from mlmask_mm.utils.checkpoint_schedule import checkpoint_due
 from mlmask_mm.utils.rng_state import get_rng_state, set_rng_state
 
 CHECKPOINT_KEY = 'rng_state'
@@ -82,28 +83,9 @@ class RNGStateHook(Hook):
         self._pending: Optional[Dict[str, Any]] = None
 
     # ------------------------------------------------------------- saving
-    @staticmethod
-    def _checkpoint_due(runner, by_epoch: bool) -> bool:
-        for hook in runner.hooks:
-            if not isinstance(hook, CheckpointHook) or \
-                    hook.by_epoch != by_epoch:
-                continue
-            if by_epoch:
-                due = hook.every_n_epochs(runner, hook.interval,
-                                          hook.save_begin) or (
-                                              hook.save_last and
-                                              hook.is_last_train_epoch(runner))
-            else:
-                due = hook.every_n_train_iters(
-                    runner, hook.interval, hook.save_begin) or (
-                        hook.save_last and hook.is_last_train_iter(runner))
-            if due:
-                return True
-        return False
-
     def _gather_if_due(self, runner, by_epoch: bool) -> None:
         # a collective: every rank evaluates the same condition
-        if runner.world_size > 1 and self._checkpoint_due(runner, by_epoch):
+        if runner.world_size > 1 and checkpoint_due(runner, by_epoch):
             self._gathered = all_gather_object(get_rng_state())
             self._gathered_at = (runner.epoch, runner.iter)
 

@@ -1,6 +1,6 @@
 """The training loop of MLO-MAE: three levels, three dataloaders.
 
-One *outer iteration* (design note, "The three levels"; paper eqs. 1–4):
+One *outer iteration* (paper eqs. 1–4, docs/mlo_mae.md):
 
     mae_batch   ← MAE dataloader            (unlabelled, level 1; K batches,
                                              one per unrolled MAE step)
@@ -25,6 +25,14 @@ it is missing, has fewer than 2 classes, if its two parts overlap, or if it
 shares a file with an evaluation dataset (``val_dataloader``,
 ``test_dataloader``, ``heldout_datasets``).
 
+Stage-II evaluation (the paper's linear-probe number, App. B.3): with a
+``val_dataloader`` / ``val_evaluator`` / ``val_cfg`` in the config, mmengine's
+val loop runs the level-2 head (``MLOMAE.predict``) on that held-out labelled
+data every ``val_interval`` and at the end, *before* the iteration's
+checkpoint is written; each result is logged, kept in the message hub
+(``mlo_stage2``, saved in every later checkpoint) and the last and best are
+reported when training ends.
+
 Resume: the optimizers, schedulers and counters are in mmengine's checkpoint;
 the number of batches each of the three dataloaders has delivered is kept in
 the message hub (saved with it), and a resumed run skips exactly those —
@@ -46,10 +54,11 @@ from mmengine.registry import DefaultScope
 from mmengine.runner.base_loop import BaseLoop
 from torch.utils.data import DataLoader
 
-from mlmask_mm.datasets.labelled_split import LabelledSplit
+from mlmask_mm.datasets.labelled_split import LabelledSplit, sample_keys
 from mlmask_mm.registry import DATASETS, LOOPS
 
 POSITIONS_KEY = 'mlo_loop_positions'
+STAGE2_KEY = 'mlo_stage2'  # stage-II evaluations: [dict(iter=, metric=)]
 SPLIT_FOLDER = 'mlo_split'
 
 
@@ -257,35 +266,59 @@ class MLOTrainLoop(BaseLoop):
                 self.runner.build_dataloader(val_cfg, **build))
 
     def _check_labelled_data(self, heldout_datasets) -> None:
-        """Disjoint parts; no file shared with an evaluation dataset."""
-        parts = dict(train=_file_set(self.train_split_loader.dataset),
-                     val=_file_set(self.val_split_loader.dataset))
-        for name, files in parts.items():
+        """Disjoint parts; no sample shared with an evaluation dataset.
+
+        Samples are compared by file path, or by pixel content for
+        in-memory datasets (:func:`~mlmask_mm.datasets.labelled_split.
+        sample_keys`); a dataset that can be compared neither way stops
+        training with an error (never a silent pass).
+        """
+        for name in ('train', 'val'):
             if len(getattr(self, f'{name}_split_loader').dataset) == 0:
                 raise ValueError(f'MLOTrainLoop: the {name} part of the '
                                  'labelled split is empty')
-        if parts['train'] and parts['val']:
+        parts = {
+            name: sample_keys(
+                getattr(self, f'{name}_split_loader').dataset,
+                f'train_cfg.{name}_split_dataloader.dataset')
+            for name in ('train', 'val')
+        }
+        a, b = (self.train_split_loader.dataset,
+                self.val_split_loader.dataset)
+        same_split = (isinstance(a, LabelledSplit)
+                      and isinstance(b, LabelledSplit)
+                      and a.dataset is b.dataset)
+        if not same_split:  # (one split's parts are disjoint by index)
             shared = parts['train'] & parts['val']
             if shared:
                 raise ValueError(
                     f'MLOTrainLoop: the level-2 (train) and level-3 (val) '
                     f'parts of the labelled data share {len(shared)} '
-                    f'file(s), e.g. {sorted(shared)[0]!r}: use the two parts '
-                    'of one LabelledSplit (same ratio and seed)')
+                    f'sample(s), e.g. {_show(sorted(shared)[0])}: use the '
+                    'two parts of one LabelledSplit (same ratio and seed)')
         for setting, dataset in self._evaluation_datasets(heldout_datasets):
-            files = _file_set(dataset)
+            keys = sample_keys(dataset, setting)
+            kinds = {k for k, _ in keys}
             for name, part in (('val', parts['val']),
                                ('train', parts['train'])):
-                shared = files & part
+                if kinds != {k for k, _ in part}:
+                    raise ValueError(
+                        f'MLOTrainLoop: cannot verify that the {name} part '
+                        f'of the labelled split shares no image with {setting}'
+                        f': one is identified by {sorted(kinds)}, the other '
+                        f'by {sorted({k for k, _ in part})} (file paths vs '
+                        'in-memory pixels); use the same kind of dataset '
+                        'for both')
+                shared = keys & part
                 if shared:
                     level = 3 if name == 'val' else 2
                     raise ValueError(
                         f'MLOTrainLoop: the level-{level} ({name}) part of '
-                        f'the labelled split shares {len(shared)} file(s) '
+                        f'the labelled split shares {len(shared)} sample(s) '
                         f'with the evaluation dataset {setting}, e.g. '
-                        f'{sorted(shared)[0]!r}: levels 2 and 3 must only '
-                        'see training images (split the training set, e.g. '
-                        'train_cfg.labelled_split)')
+                        f'{_show(sorted(shared)[0])}: levels 2 and 3 must '
+                        'only see training images (split the training set, '
+                        'e.g. train_cfg.labelled_split)')
 
     def _evaluation_datasets(self, heldout_datasets):
         """(setting name, dataset) of every dataset results come from."""
@@ -321,15 +354,12 @@ class MLOTrainLoop(BaseLoop):
         if self.by_epoch:
             while self._epoch < self._max_epochs and not self.stop_training:
                 self.run_epoch()
-                if self._val_due(self._epoch, self._max_epochs):
-                    self.runner.val_loop.run()
         else:
             self.runner.call_hook('before_train_epoch')
             while self._iter < self._max_iters and not self.stop_training:
                 self.run_iter(self._iter, next(self.mae_batches))
-                if self._val_due(self._iter, self._max_iters):
-                    self.runner.val_loop.run()
             self.runner.call_hook('after_train_epoch')
+        self._report_stage2()
         self.runner.call_hook('after_train')
         return self.runner.model
 
@@ -363,6 +393,7 @@ class MLOTrainLoop(BaseLoop):
             update_masker=update_masker)
         # before after_train_iter, where CheckpointHook saves
         self._save_positions(self._iter + 1)
+        self._stage2_if_due(idx)
         self.runner.call_hook(
             'after_train_iter', batch_idx=idx, data_batch=mae_batch,
             outputs=outputs)
@@ -371,6 +402,55 @@ class MLOTrainLoop(BaseLoop):
     def _val_due(self, count: int, last: int) -> bool:
         return (self.runner.val_loop is not None and count >= self.val_begin
                 and (count % self.val_interval == 0 or count == last))
+
+    # ------------------------------------------------- stage-II evaluation
+    def _stage2_if_due(self, idx: int) -> None:
+        """Stage-II evaluation (mmengine's val loop: the level-2 head on the
+        held-out labelled ``val_dataloader``) when due, *before* the
+        iteration's checkpoint is written, so that the checkpoint holds its
+        result (message hub ``mlo_stage2``).  The counters read by the
+        hooks are those of the finished iteration / epoch, as after
+        mmengine's own loops."""
+        if self.by_epoch:
+            due = idx + 1 == len(self.dataloader) and self._val_due(
+                self._epoch + 1, self._max_epochs)
+        else:
+            due = self._val_due(self._iter + 1, self._max_iters)
+        if not due:
+            return
+        epoch_end = self.by_epoch
+        self._iter += 1
+        self._epoch += int(epoch_end)
+        try:
+            metrics = self.runner.val_loop.run()
+        finally:
+            self._iter -= 1
+            self._epoch -= int(epoch_end)
+        history = list(self.runner.message_hub.get_info(STAGE2_KEY) or [])
+        history.append(dict(iter=self._iter + 1,
+                            **{k: float(v) for k, v in metrics.items()}))
+        self.runner.message_hub.update_info(STAGE2_KEY, history)
+
+    def _report_stage2(self) -> None:
+        """The stage-II numbers at the end of training: the last evaluation
+        (the paper's linear-probe figure) and, for reference, the best."""
+        history = self.runner.message_hub.get_info(STAGE2_KEY)
+        if not history:
+            return
+        last = history[-1]
+        keys = [k for k in last if k != 'iter']
+        lines = [f'MLO-MAE stage-II evaluation (the level-2 head on the '
+                 f'held-out val_dataloader, {len(history)} evaluation(s)):',
+                 '  last, iteration {}: {}'.format(
+                     last['iter'], ', '.join(f'{k} {last[k]:.2f}'
+                                             for k in keys))]
+        if keys:
+            best = max(history, key=lambda h: h[keys[0]])
+            lines.append(
+                f'  best {keys[0]} {best[keys[0]]:.2f} at iteration '
+                f'{best["iter"]} (for reference; a figure selected on the '
+                'evaluation data is not a test result)')
+        print_log('\n'.join(lines), logger='current')
 
     # ------------------------------------------------------------- resume
     def _save_positions(self, iteration: int) -> None:
@@ -452,21 +532,9 @@ def _check_batches_per_iter(value, model) -> int:
     return value
 
 
-def _file_set(dataset) -> set:
-    """Real paths of a file-based dataset's images (empty set otherwise)."""
-    if isinstance(dataset, LabelledSplit):
-        paths = dataset.file_paths()
-    elif hasattr(dataset, 'get_data_info'):
-        try:
-            paths = [dataset.get_data_info(i).get('img_path')
-                     for i in range(len(dataset))]
-        except Exception:  # not a list of files (e.g. a wrapper)
-            return set()
-    else:
-        return set()
-    if not paths or None in paths:
-        return set()
-    return {osp.realpath(p) for p in paths}
+def _show(key) -> str:
+    kind, value = key
+    return repr(value) if kind == 'path' else f'an image (sha1 {value[:12]})'
 
 
 __all__: List[str] = ['MLOTrainLoop', 'CyclingIterator']

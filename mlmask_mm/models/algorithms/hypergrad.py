@@ -22,6 +22,12 @@ and differentiates the validation loss F(φ) = L3(θ1', θ2') through them:
         a_k  = a_{k+1} − ξ1 ∇²θ1θ1 L1^k(θ1^k, φ) a_{k+1}
     ∇φ F = −ξ1 h                                           (eq. 4, App. A)
 
+ξ1, ξ2 weigh the two paths.  Read as unrolled SGD they are the step sizes;
+the official code (betty's ``darts``, identity inverse Hessians) uses
+ξ1 = ξ2 = 1, i.e. ∇φ F = −∇²φθ1 L1 [g1 − ∇²θ1θ2 L2 g2], the direct path g1
+and the head path with equal weight.  With AdamW only the relative weight of
+the paths and the scale against AdamW's ε matter (``docs/mlo_mae.md``).
+
 ``unroll='last'`` keeps only the k = K−1 term (θ1^{K−1} treated as a
 constant: the cheaper DARTS-style approximation, exact for K = 1).
 
@@ -41,7 +47,7 @@ Second-order products are computed either
 
 The callables must be deterministic functions of their arguments for the
 formulas to hold: a fixed hard mask, fixed masker input and dropout off
-(the design note's measured pitfalls).  They must not enter autocast
+(docs/mlo_mae.md, "Numerical pitfalls").  They must not enter autocast
 themselves; the caller decides the precision of the exact parts.
 
 Under DDP, ``reduce`` (an in-place mean over processes of a list of
@@ -73,11 +79,19 @@ class Hypergradient:
         grad: ∇φ F, one tensor per masker parameter (the masker's gradient).
         g1, g2: ∇θ1 L3 and ∇θ2 L3 at (θ1', θ2').
         w: the bracket g1 − ξ2 ∇²θ1θ2 L2 g2 (the direction a_K).
+        head: the head term ξ2 ∇²θ1θ2 L2 g2 of that bracket (the path
+            φ → θ1' → θ2' → L3; g1 is the direct path φ → θ1' → L3).
     """
     grad: Params
     g1: Params
     g2: Params
     w: Params
+    head: Params
+
+    def head_share(self) -> Tensor:
+        """‖ξ2 ∇²θ1θ2 L2 g2‖ / ‖g1‖: the head path against the direct path
+        where they are added (θ1 space)."""
+        return norm(self.head) / norm(self.g1).clamp_min(1e-30)
 
 
 def check_options(mode: str, unroll: str, unroll_steps: int,
@@ -127,6 +141,11 @@ def dot(a: Params, b: Params) -> Tensor:
 
 def norm(a: Params) -> Tensor:
     return torch.sqrt(sum((v.detach().float()**2).sum() for v in a.values()))
+
+
+def rms(a: Params) -> Tensor:
+    """Per-element root mean square over all tensors of ``a``."""
+    return norm(a) / max(sum(v.numel() for v in a.values()), 1)**0.5
 
 
 def axpy(alpha: float, x: Params, y: Params) -> Params:
@@ -305,7 +324,9 @@ def hypergradient(l1: Union[Loss, Sequence[Loss]], l2: Loss, l3: Loss,
         theta1_new: θ1' = θ1^K, after the steps.
         theta2, theta2_new: the head before and after its step.
         phi: the masking network's parameters.
-        xi1, xi2: the step sizes ξ1, ξ2 of the unrolled SGD steps.
+        xi1, xi2: the weights ξ1, ξ2 of the two products (the step sizes
+            of the unrolled SGD steps; ξ1 = ξ2 = 1 is the official code's
+            weighting, see ``docs/mlo_mae.md``).
         mode: 'exact' or 'finite_difference' (masking and H1 products).
         unroll: 'exact' (the recursion over all K steps) or 'last'.
         fd_radius: r of ε = r / ‖v‖.
@@ -334,7 +355,8 @@ def hypergradient(l1: Union[Loss, Sequence[Loss]], l2: Loss, l3: Loss,
     hv = head_product(l2, theta1_new, theta2, g2, head_term, fd_radius,
                       same_rng)
     _reduce(reduce, hv)
-    w = axpy(-xi2, hv, g1)
+    head = {k: xi2 * v for k, v in hv.items()}
+    w = axpy(-1.0, head, g1)
 
     # h = Σ_k ∇²φθ1 L1^k a_{k+1},  a_k = a_{k+1} − ξ1 H1^k a_{k+1}
     steps = range(K - 1, -1, -1) if unroll == 'exact' else [K - 1]
@@ -349,7 +371,7 @@ def hypergradient(l1: Union[Loss, Sequence[Loss]], l2: Loss, l3: Loss,
             a = axpy(-xi1, hess, a)
     grad = {k: -xi1 * v for k, v in h.items()}
     _reduce(reduce, grad)
-    return Hypergradient(grad=grad, g1=g1, g2=g2, w=w)
+    return Hypergradient(grad=grad, g1=g1, g2=g2, w=w, head=head)
 
 
 def sgd_unroll(l1: Union[Loss, Sequence[Loss]], theta1: Params, phi: Params,

@@ -22,11 +22,14 @@ unmasked image.  What drives the loop (dataloaders, schedulers, masker update
 every n iterations) is ``MLOTrainLoop`` in :mod:`mlmask_mm.engine.loops`.
 """
 import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
+from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
+from mmpretrain.models.heads import ClsHead
 from mmpretrain.structures import DataSample
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -41,14 +44,20 @@ from . import hypergrad as hg
 from .masked_mae import MaskedMAE
 
 FEATURES = ('gap', 'cls')
+# ξ1 = ξ2 = 1: the official code's weighting (betty's darts: both paths of
+# the hypergradient with weight 1, no learning-rate factor); 'lr' reads ξ
+# from the 'mae' / 'head' optimizer's current learning rate (the unrolled-SGD
+# reading of the paper's App. A); a number is used as it is.
+OFFICIAL_XI = 1.0
+XI_FROM_LR = 'lr'
 HYPERGRAD_DEFAULTS = dict(
     mode='exact',  # or 'finite_difference'
     unroll_steps=1,  # K level-1 steps per outer iteration
     unroll='exact',  # or 'last' (only the last level-1 step)
     fd_radius=1e-2,  # r of ε = r / ‖v‖ (finite differences)
     head_term='double_backward',  # or 'finite_difference' (betty-style)
-    xi1=None,  # ξ1 of the unrolled step; None: the 'mae' optimizer's lr
-    xi2=None)  # ξ2; None: the 'head' optimizer's lr
+    xi1=OFFICIAL_XI,  # weight of the level-1 step (masking product, H1)
+    xi2=OFFICIAL_XI)  # weight of the level-2 step (head term)
 
 
 @dataclass
@@ -86,6 +95,36 @@ def _eval_mode(module: nn.Module):
 
 
 @MODELS.register_module()
+class MLOClsHead(ClsHead):
+    """The official code's level-2 head: LayerNorm → Dropout → Linear.
+
+        logits = W · dropout(LN(f)) + b
+
+    on the encoder's class token (use with ``MLOMAE(feature='cls')``).
+    mmpretrain's ``LinearClsHead`` is the plain linear head (the default).
+
+    Args:
+        num_classes, in_channels: classes and feature width.
+        dropout: dropout probability (0.1 in the official code).
+        loss, topk, init_cfg: as mmpretrain's ``ClsHead``.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int,
+                 dropout: float = 0.1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not 0 <= dropout < 1:
+            raise ValueError(f'MLOClsHead dropout must be in [0, 1), got '
+                             f'{dropout!r}')
+        self.num_classes, self.in_channels = num_classes, in_channels
+        self.norm = nn.LayerNorm(in_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_channels, num_classes)
+
+    def forward(self, feats: Sequence[Tensor]) -> Tensor:
+        return self.fc(self.dropout(self.norm(self.pre_logits(feats))))
+
+
+@MODELS.register_module()
 class MLOMAE(MaskedMAE):
     """MAE + masking network + downstream head, trained by three levels.
 
@@ -98,9 +137,15 @@ class MLOMAE(MaskedMAE):
             'LinearClsHead', num_classes=10, in_channels=192)``.
         feature: 'gap' (mean of the patch tokens) or 'cls' (class token) of
             the encoder on the whole image.
-        hypergrad: options of the hypergradient, see ``HYPERGRAD_DEFAULTS``.
+        hypergrad: options of the hypergradient, see ``HYPERGRAD_DEFAULTS``;
+            ``xi1`` / ``xi2`` weigh its two paths (1.0: the official code;
+            ``'lr'``: the optimizers' learning rates, unrolled SGD), see
+            ``docs/mlo_mae.md``.
         amp: None (fp32) or 'bf16' (autocast for everything but the
             finite differences, which always run in strict fp32).
+        learnable_pos_embed: train the encoder's position embedding (part
+            of θ1; initialised to MAE's sin-cos table) as the official
+            code's CIFAR model; MAE keeps it fixed (default).
     """
 
     # the masking network (MaskedMAE.build_masker): named by the config
@@ -144,6 +189,7 @@ class MLOMAE(MaskedMAE):
                  feature: str = 'gap',
                  hypergrad: Optional[dict] = None,
                  amp: Optional[str] = None,
+                 learnable_pos_embed: bool = False,
                  **kwargs) -> None:
         if masker is None:
             raise ValueError(
@@ -161,12 +207,22 @@ class MLOMAE(MaskedMAE):
         if amp not in (None, 'bf16'):
             raise ValueError(f"MLOMAE amp must be None or 'bf16', got "
                              f'{amp!r}')
+        mode = (hypergrad or {}).get('mode', HYPERGRAD_DEFAULTS['mode'])
+        if kwargs.get('compile') and mode == 'exact':
+            raise ValueError(
+                "model.compile with model.hypergrad.mode='exact' is not "
+                'supported: the exact hypergradient differentiates the '
+                'encoder twice (double backward), which torch.compile '
+                "(aot_autograd) does not support; use mode='finite_"
+                "difference' with compile, or compile=False")
         super().__init__(backbone=backbone, neck=neck, head=head,
                          masker=masker, **kwargs)
         with DefaultScope.overwrite_default_scope('mlmask_mm'):
             self.downstream_head = MODELS.build(downstream_head)
         self.feature = feature
         self.amp = amp
+        if learnable_pos_embed:
+            self.backbone.pos_embed.requires_grad_(True)
         unknown = set(hypergrad or {}) - set(HYPERGRAD_DEFAULTS)
         if unknown:
             raise ValueError(
@@ -176,7 +232,17 @@ class MLOMAE(MaskedMAE):
         h = self.hypergrad
         hg.check_options(h['mode'], h['unroll'], h['unroll_steps'],
                          h['fd_radius'], h['head_term'])
+        for key in ('xi1', 'xi2'):
+            value = h[key]
+            if value != XI_FROM_LR and not (
+                    isinstance(value, (int, float))
+                    and not isinstance(value, bool) and value >= 0):
+                raise ValueError(
+                    f'model.hypergrad.{key} must be a number >= 0 (1.0: the '
+                    f"official weighting) or '{XI_FROM_LR}' (the optimizer's"
+                    f' learning rate), got {value!r}')
         self.last_hypergradient: Optional[Dict[str, Tensor]] = None
+        self._warned_eps = False
 
     # ------------------------------------------------------------------
     # parts and their parameters
@@ -246,8 +312,28 @@ class MLOMAE(MaskedMAE):
         inputs = self._images(inputs)
         tokens, result = self.mask(inputs, data_samples)
         loss = self.weighted_reconstruction_loss(
-            inputs, result, result.scores.detach(), tokens)
+            inputs, result, self.level1_probabilities(tokens, result), tokens)
         return dict(loss=loss)
+
+    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
+        """mmpretrain's modes plus ``'predict'``: the downstream head's
+        prediction (stage-II evaluation through mmengine's val/test loop)."""
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        return super().forward(inputs, data_samples, mode)
+
+    @torch.no_grad()
+    def predict(self, inputs: Union[Tensor, Sequence[Tensor]],
+                data_samples: Optional[List[DataSample]] = None
+                ) -> List[DataSample]:
+        """The level-2 head on the frozen encoder's features of the whole
+        images: ``pred_score`` / ``pred_label`` for mmpretrain's
+        ``Accuracy``.  On held-out labelled data this is the paper's
+        linear-probe number (App. B.3), see ``docs/mlo_mae.md``."""
+        images = self._images(inputs)
+        with self._autocast(images.device):
+            feats = self.features(images)
+        return self.downstream_head.predict((feats.float(), ), data_samples)
 
     # ------------------------------------------------------------------
     # one outer iteration
@@ -271,7 +357,10 @@ class MLOMAE(MaskedMAE):
             log variables (detached): loss_mae (mean over the K steps),
             loss_head, mask_prob_mean / _std, mask_prob_masked /
             _visible (mean p of masked / visible patches) and, with the
-            level-3 step, loss_val and hypergrad_norm.
+            level-3 step, loss_val, hypergrad_norm (‖∇φ L3‖),
+            hypergrad_rms (its per-element RMS, to compare with the masking
+            optimizer's ε) and hypergrad_head_share (‖ξ2 ∇²θ1θ2 L2 g2‖ /
+            ‖g1‖, the head path against the direct path).
         """
         K = self.hypergrad['unroll_steps']
         batches = [mae_batch] * K if isinstance(mae_batch, dict) else list(
@@ -321,7 +410,8 @@ class MLOMAE(MaskedMAE):
         with self._autocast(inputs.device):
             tokens, result = self.mask(inputs, data['data_samples'])
             loss = self.weighted_reconstruction_loss(
-                inputs, result, result.scores.detach(), tokens)
+                inputs, result, self.level1_probabilities(tokens, result),
+                tokens)
         optim_wrapper.backward(loss)
         average_over_ranks(p.grad for p in params.values())
         optim_wrapper.step()
@@ -332,6 +422,18 @@ class MLOMAE(MaskedMAE):
                                result.mask.float())
             rec = Level1Record(theta1, inputs, fixed)
         return loss.detach(), result, rec
+
+    def level1_probabilities(self, tokens: Tensor,
+                             result: MaskResult) -> Tensor:
+        """p as level 1 sees it: a constant for θ1 when the masking
+        network's input is detached; else p(θ1) with φ held fixed, so that
+        θ1 also learns through p (as in the official code, where the
+        network reads the patch embeddings undetached) and the level-1 step
+        is the step the hypergradient differentiates."""
+        if self.masker.detach_input:
+            return result.scores.detach()
+        phi = {n: p.detach() for n, p in self.part_params('masker').items()}
+        return self.call(phi, self.masker.probabilities, tokens)
 
     def level2_step(self, inputs: Tensor, data_samples: List[DataSample],
                     optim_wrapper) -> Tensor:
@@ -353,10 +455,8 @@ class MLOMAE(MaskedMAE):
                     optim_wrapper) -> Dict[str, Tensor]:
         """The masking network's step: φ ← optimizer(∇φ L3(θ1', θ2'))."""
         h = self.hypergrad
-        xi1 = h['xi1'] if h['xi1'] is not None else \
-            optim_wrapper['mae'].get_lr()['lr'][0]
-        xi2 = h['xi2'] if h['xi2'] is not None else \
-            optim_wrapper['head'].get_lr()['lr'][0]
+        xi1 = self.xi('xi1', optim_wrapper['mae'])
+        xi2 = self.xi('xi2', optim_wrapper['head'])
         train_x, val_x = (self._images(d['inputs']) for d in (train, val))
         val_loss = {}
 
@@ -383,11 +483,39 @@ class MLOMAE(MaskedMAE):
                 reduce=average_over_ranks)
         for n, p in self.part_params('masker').items():
             p.grad = res.grad[n].to(p.dtype)
+        logs = dict(loss_val=val_loss['loss_val'].float(),
+                    hypergrad_norm=hg.norm(res.grad),
+                    hypergrad_rms=hg.rms(res.grad),
+                    hypergrad_head_share=res.head_share())
+        self._check_against_eps(logs['hypergrad_rms'],
+                                optim_wrapper['masker'])
         optim_wrapper['masker'].step()
         optim_wrapper['masker'].zero_grad()
         self.last_hypergradient = {n: g.detach() for n, g in res.grad.items()}
-        return dict(loss_val=val_loss['loss_val'].float(),
-                    hypergrad_norm=hg.norm(res.grad))
+        return logs
+
+    def xi(self, key: str, optim_wrapper) -> float:
+        """ξ1 ('xi1') or ξ2 ('xi2'): the configured number, or the current
+        learning rate of ``optim_wrapper`` with ``'lr'``."""
+        value = self.hypergrad[key]
+        if value == XI_FROM_LR:
+            return float(optim_wrapper.get_lr()['lr'][0])
+        return float(value)
+
+    def _check_against_eps(self, grad_rms: Tensor, optim_wrapper) -> None:
+        """Warn once when the hypergradient's RMS is within 100x of the
+        masking network's Adam ε (its steps would then be damped)."""
+        eps = optim_wrapper.optimizer.param_groups[0].get('eps')
+        if self._warned_eps or eps is None or grad_rms > 100 * eps:
+            return
+        self._warned_eps = True
+        print_log(
+            f'MLO-MAE: the masking network\'s hypergradient has RMS '
+            f'{grad_rms.item():.3g}, within 100x of its optimizer\'s '
+            f'eps={eps:g}: AdamW damps its steps.  Lower '
+            'optim_wrapper.masker.optimizer.eps or keep model.hypergrad.xi1/'
+            'xi2 at 1.0 (docs/mlo_mae.md)', logger='current',
+            level=logging.WARNING)
 
     def level1_loss_fn(self, rec: Level1Record):
         """l1(θ1, φ) of one recorded step: its images, its hard mask fixed
@@ -419,10 +547,23 @@ class MLOMAE(MaskedMAE):
 
     @torch.no_grad()
     def mask_statistics(self, result: MaskResult) -> Dict[str, Tensor]:
-        """Mean / std of p, mean p of the masked and of the visible patches."""
+        """Mean / std of p, mean p of the masked and of the visible patches;
+        what of p is a position pattern and what varies per image:
+        ``mask_prob_position_std`` (std over positions of the batch mean of
+        p), ``mask_prob_image_std`` (std over the images, averaged over
+        positions), ``mask_prob_saturated`` (fraction of p below 0.01 or
+        above 0.99) and ``mask_shared`` (fraction of each image's masked
+        patches that every image of the batch masks: 1 = one mask for
+        all)."""
         p, m = result.scores.detach().float(), result.mask.float()
+        shared = m.prod(0).sum() / m[0].sum().clamp_min(1)
         return dict(
             mask_prob_mean=p.mean(), mask_prob_std=p.std(),
             mask_prob_masked=(p * m).sum() / m.sum().clamp_min(1),
             mask_prob_visible=(p * (1 - m)).sum() /
-            (1 - m).sum().clamp_min(1))
+            (1 - m).sum().clamp_min(1),
+            mask_prob_position_std=p.mean(0).std(),
+            mask_prob_image_std=(p.std(0).mean() if len(p) > 1 else
+                                 p.new_zeros(())),
+            mask_prob_saturated=((p < 0.01) | (p > 0.99)).float().mean(),
+            mask_shared=shared)

@@ -13,8 +13,9 @@ this module's own loss.
 
 The network's input is detached from the encoder by default: with it
 attached, finite-difference hypergradients flip ReLU units between the ±ε
-evaluations (the design note's measured pitfall), and the encoder would get
-a gradient through p.
+evaluations (docs/mlo_mae.md, "Numerical pitfalls").  With
+``detach_input=False`` (the official code) p also depends on the encoder's
+patch embedding, which then learns through p at level 1.
 """
 from abc import abstractmethod
 from typing import Optional

@@ -1,8 +1,10 @@
 # MLO-MAE, ViT-tiny (patch 4, 64 patches) on 32 px CIFAR-10: a small config
-# for real runs on one GPU.  Same data and splits as vitb-p2_cifar10.py
-# (`train` split for all three levels, 80/20 per class for levels 2 and 3,
-# `val` held out); batch 128, 100 epochs, two unrolled MAE steps.
-#   python tools/train.py configs/mlo_mae/vit-tiny-p4_cifar10.py
+# for real runs on one GPU.  Same data and splits as
+# mlo-mae_vit-base-p2_1xb128-coslr-200e_cifar10.py (`train` split for all
+# three levels, 80/20 per class for levels 2 and 3, `val` held out for the
+# stage-II evaluation every epoch); batch 128, 100 epochs, two unrolled MAE
+# steps.
+#   python tools/train.py configs/mlo_mae/mlo-mae_vit-tiny-p4_1xb128-coslr-100e_cifar10.py
 _base_ = [
     '../_base_/models/mlo-mae_vit-tiny-p4.py',
     '../_base_/datasets/cifar10_mlo.py',

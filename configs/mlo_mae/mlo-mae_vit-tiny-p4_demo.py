@@ -3,11 +3,15 @@
 # from the paper's masking network, trained by the hypergradient of a linear
 # head's validation loss (levels 2 and 3 on a stratified 80/20 split of the
 # same folders), updated every 2nd outer iteration.  On CPU:
-#   python tools/train.py configs/mlo_mae/vit-tiny-p4_demo.py \
+#   python tools/train.py configs/mlo_mae/mlo-mae_vit-tiny-p4_demo.py \
 #       --work-dir work_dirs/mlo_mae_demo
 # Every 100 outer iterations and at the end: masks_iter_<n>.png /
 # masks_final.png (5th column: the masking probabilities, red = masked
 # first); the split is in work_dirs/mlo_mae_demo/mlo_split/.
+# Stage-II evaluation (the paper's linear-probe number, docs/mlo_mae.md):
+# every 100 iterations the level-2 head's top-1/top-5 on 20 images per class
+# held out from levels 2 and 3 (a seeded split of the demo folders; the MAE
+# of level 1 reads all 1,000 images, without labels).
 _base_ = [
     '../_base_/models/mlo-mae_vit-tiny-p4.py',
     '../_base_/datasets/cifar10_demo_mae.py',
@@ -30,15 +34,34 @@ model = dict(
     downstream_head=dict(in_channels=128),
     hypergrad=dict(unroll_steps=1))
 train_dataloader = dict(batch_size=16)
+_folders = dict(
+    type='ImageFolder',
+    data_root='data/cifar10_demo',
+    with_label=True,
+    pipeline={{_base_.labelled_pipeline}})
+# 80 % of each class for levels 2 and 3 (split again 80/20 by the loop),
+# 20 % held out for the stage-II evaluation
+_heldout = dict(type='LabelledSplit', dataset=_folders, ratio=0.8, seed=1)
 train_cfg = dict(
     max_iters=max_iters,
     masker_update_interval=2,
+    val_interval=100,
+    labelled_split=dict(dataset=dict(_heldout, part='train', _delete_=True)),
     train_split_dataloader=dict(batch_size=16),
     val_split_dataloader=dict(batch_size=16))
-# the masking network at 1e-5: Adam moves each of its 64·128 -> 512 input
-# weights by ~lr per step in the same direction, and at 1e-3 its
-# probabilities saturate to 0/1 within ~30 iterations, into one mask for
-# every image (work_dirs of that run: masks_iter_100.png)
+val_dataloader = dict(
+    batch_size=50,
+    num_workers=1,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(_heldout, part='val'))
+val_evaluator = dict(type='Accuracy', topk=(1, 5))
+val_cfg = dict()
+# the masking network at 1e-5: AdamW moves each of its 64·128 -> 512 input
+# weights by ~lr per step, and at the paper's 1e-3 its probabilities
+# saturate within ~15 masker updates into one position pattern for every
+# image (measured with the default weighting: docs/mlo_mae.md)
 optim_wrapper = dict(
     mae=dict(optimizer=dict(lr=1.5e-3)),
     head=dict(optimizer=dict(lr=1e-3)),

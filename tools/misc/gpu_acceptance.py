@@ -63,7 +63,7 @@ METHODS = {
     'mlo_mae': dict(
         vitb='configs/mlo_mae/vitb_in1k.py',
         bf16=[],  # model.amp='bf16' in the config (finite differences fp32)
-        demo='configs/mlo_mae/vit-tiny-p4_demo.py'),
+        demo='configs/mlo_mae/mlo-mae_vit-tiny-p4_demo.py'),
 }
 MMPRETRAIN_MAE = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'
 UPERNET = 'configs/transfer/upernet_vit-base-p16_8xb2-amp-160k_ade20k-512x512.py'

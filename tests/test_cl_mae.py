@@ -252,13 +252,76 @@ def test_masker_batch_size_uses_first_images(monkeypatch):
     seen = []
     original = model.masker_loss
 
-    def spy(inputs, data_samples=None):
+    def spy(inputs, data_samples=None, scores=None):
         seen.append((len(inputs), len(data_samples)))
-        return original(inputs, data_samples)
+        return original(inputs, data_samples, scores)
 
     monkeypatch.setattr(model, 'masker_loss', spy)
     model.train_step(batch(B=4), optim)
     assert seen == [(2, 2)]
+
+
+def test_soft_batch_size_soft_pass_on_first_images_other_terms_on_all(
+        monkeypatch):
+    """The cost option: L_rec^soft from the first k images' soft pass;
+    L_bin, L_kl (a sum over the batch) and L_div from all B images."""
+    x = torch.randn(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    full, _ = build_model()
+    sub, _ = build_model(soft_batch_size=2)
+    sub.load_state_dict(full.state_dict())
+    seen = []
+    original = sub.soft_reconstruct
+
+    def spy(tokens, scores):
+        seen.append((len(tokens), len(scores)))
+        return original(tokens, scores)
+
+    monkeypatch.setattr(sub, 'soft_reconstruct', spy)
+    with torch.no_grad():
+        a, b = full.masker_loss(x), sub.masker_loss(x)
+        first_two = full.masker_loss(x[:2])
+    assert seen == [(2, 2)]
+    for key in ('loss_bin', 'loss_kl', 'loss_div'):
+        torch.testing.assert_close(a[key], b[key])
+    torch.testing.assert_close(b['loss_rec_soft'], first_two['loss_rec_soft'])
+    assert not torch.allclose(a['loss_rec_soft'], b['loss_rec_soft'])
+    with pytest.raises(ValueError, match='soft_batch_size'):
+        build_model(soft_batch_size=0)
+
+
+def test_reuse_module_forward_runs_the_module_once_per_iteration(
+        monkeypatch):
+    """The cost option: the module step reuses the MAE step's module
+    forward (its graph kept).  With the MAE's lr at 0 the MAE step changes
+    nothing, the reused scores are the fresh ones, and the module's update
+    is the same as with its own forward."""
+    models = {}
+    for reuse in (False, True):
+        model, optim = build_model(reuse_module_forward=reuse)
+        for g in optim['mae'].optimizer.param_groups:
+            g['lr'] = 0.0
+        calls = []
+        original = model.masker.forward
+
+        def count(*args, _calls=calls, _original=original, **kwargs):
+            _calls.append(torch.is_grad_enabled())
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(model.masker, 'forward', count)
+        log = model.train_step(batch(seed=3), optim)
+        assert 'loss_masker' in log
+        # the MAE step's forward (no graph, or kept), the module step's
+        assert calls == ([True] if reuse else [False, True])
+        assert model._kept_scores is None  # the graph is not kept longer
+        models[reuse] = model
+    for a, b in zip(models[False].masker.parameters(),
+                    models[True].masker.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # without a module step in the iteration nothing is kept
+    model, optim = build_model(reuse_module_forward=True,
+                               masker_update_interval=2)
+    model.train_step(batch(seed=1), optim)
+    assert model._kept_scores is None
 
 
 def test_identical_images_identical_masks_and_l_div_spreads_masks():
@@ -576,6 +639,26 @@ def test_configs_set_the_published_objective(path):
     assert cfg.param_scheduler['mae'] == cfg.param_scheduler['masker']
 
 
+@pytest.mark.parametrize('path', [CL_DEMO, CL_CIFAR, CL_IN1K])
+def test_amp_switches_reach_both_parts(path):
+    """tools/train.py --amp (optim_wrapper.type) and the bf16 switch
+    (optim_wrapper.dtype) set at the top level apply to the MAE's and the
+    module's optimizer alike; one lr stays one lr."""
+    from mlmask_mm.engine.parts import PartsOptimWrapperConstructor
+    cfg = Config.fromfile(path)
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'  # what --amp does
+    cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    cfg.optim_wrapper.dtype = 'bfloat16'
+    wrapper = cfg.optim_wrapper.to_dict()
+    assert wrapper.pop('constructor') == 'PartsOptimWrapperConstructor'
+    parts = PartsOptimWrapperConstructor(wrapper).cfgs
+    assert set(parts) == {'mae', 'masker'}
+    for part in parts.values():
+        assert (part['type'], part['dtype']) == ('AmpOptimWrapper',
+                                                 'bfloat16')
+    assert parts['mae']['optimizer'] == parts['masker']['optimizer']
+
+
 def test_configs_load_and_build():
     demo = Config.fromfile(CL_DEMO)
     check_config(demo)
@@ -610,6 +693,10 @@ def test_configs_load_and_build():
     check_config(demo)
     demo.model.masker_batch_size = demo.train_dataloader.batch_size + 1
     with pytest.raises(ValueError, match='masker_batch_size=.* is larger'):
+        check_config(demo)
+    demo.model.masker_batch_size = None
+    demo.model.soft_batch_size = demo.train_dataloader.batch_size + 1
+    with pytest.raises(ValueError, match='soft_batch_size=.* is larger'):
         check_config(demo)
 
 

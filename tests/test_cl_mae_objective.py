@@ -187,7 +187,7 @@ def test_one_module_step_moves_soft_loss_with_the_curriculum(c):
 
 
 # ------------------------------------- KL: the mean score stays at 1 − r
-def _score_means(lambda_kl, steps=90, B=64, seed=0):
+def _score_means(lambda_kl, steps=110, B=64, seed=0):
     """Mean score after each module step at the published weights and lr
     (base lr 1e-3 x B / 256), c = +1 then −1, the official initialisation
     (mean score ≈ 0.5 at the start)."""
@@ -206,12 +206,13 @@ def _score_means(lambda_kl, steps=90, B=64, seed=0):
 
 @pytest.mark.slow
 def test_kl_term_holds_the_mean_score_at_the_target():
-    """64 images per process, published λ and lr: after 40 steps the mean
+    """64 images per process, published λ and lr: after 60 steps the mean
     score is within 0.05 of 1 − r = 0.25 for 50 module steps, across the
-    switch from partner to adversary; without L_kl it never gets there."""
-    held = _score_means(0.1)[40:]
+    switch from partner to adversary (step 55); without L_kl it never gets
+    there."""
+    held = _score_means(0.1)[60:]
     assert max(abs(m - 0.25) for m in held) < 0.05, held
-    free = _score_means(0.0)[40:]
+    free = _score_means(0.0)[60:]
     assert min(abs(m - 0.25) for m in free) > 0.1, free
 
 

@@ -142,7 +142,8 @@ def test_masker_config_without_ratio_takes_the_backbones():
 
 def test_subclass_masker_hooks_fill_only_named_arguments():
     # CLMAE: default_masker = CurriculumMasker (a config without type gets
-    # it), masker_defaults adds the backbone's width and heads
+    # it), masker_defaults adds the backbone's width and number of patches
+    # (the published module has 4 heads at every size)
     cfg = model_cfg('CLMAE', masker=dict(num_layers=1))
     cfg['backbone']['mask_ratio'] = 0.5
     model = MODELS.build(cfg)
@@ -150,7 +151,8 @@ def test_subclass_masker_hooks_fill_only_named_arguments():
     assert type(masker).__name__ == 'CurriculumMasker'
     assert masker.mask_ratio == model.backbone.mask_ratio == 0.5
     assert len(masker.layers) == 1 and masker.token.shape[-1] == 32
-    assert masker.layers[0].attn.num_heads == 2
+    assert masker.layers[0].attn.num_heads == 4
+    assert masker.num_patches == model.backbone.num_patches
     # a masker that does not name an argument is not given it
     # (GridMasker has no mask_ratio / embed_dims argument); CLMAE's own
     # check then refuses a masker without parameters

@@ -54,17 +54,27 @@ class CLMAE(MaskedMAE):
         backbone, neck, head: as :class:`MaskedMAE` (``MaskableViT``,
             ``MAEPretrainDecoder``, ``MAEPretrainHead``).
         masker: the masking module; a ``CurriculumMasker`` config whose
-            missing ``embed_dims`` / ``in_channels`` / ``num_heads`` /
+            missing ``embed_dims`` / ``in_channels`` / ``num_patches`` /
             ``mask_ratio`` are the backbone's (published: 5 blocks at the
-            encoder's width, 4 heads, ``head='token'`` with
-            ``num_patches`` = L; the configs set them).  Its
-            ``mask_ratio`` is the one used.
+            encoder's width, 4 heads, ``head='token'``, Linear(D, L) on
+            the learnable token).  Its ``mask_ratio`` is the one used.
         masker_update_interval: n, the masking-module step runs on the
             iterations i with i % n == 0 (n = 1: every iteration, as
             published; larger n trades curriculum speed for cost).
         masker_batch_size: the module step uses the first k images of the
             batch (default: all, as published); its soft pass runs the
             encoder on all L tokens, so it costs about k/B of a full one.
+            Not published: L_kl (a sum over the batch) then weighs k/B of
+            the published weight.
+        soft_batch_size: the soft pass (the costly part of the module
+            step) on the first k images of the module step's batch, while
+            L_bin, L_kl and L_div see the scores of the whole batch
+            (default: all, as published).
+        reuse_module_forward: the module step reuses the scores (and the
+            module's graph) of the MAE step's module forward instead of
+            running the module again: one module forward less per module
+            step, its input tokens one MAE update stale (not published;
+            default off).
         lambda_bin, lambda_kl, lambda_div: loss weights (published 1.0,
             0.1, 2.0, with L_bin's bump of height σ√(2π) and L_kl summed
             over the images of the process's batch).
@@ -87,6 +97,8 @@ class CLMAE(MaskedMAE):
                  masker: Optional[Union[dict, BaseMasker]] = None,
                  masker_update_interval: int = 1,
                  masker_batch_size: Optional[int] = None,
+                 soft_batch_size: Optional[int] = None,
+                 reuse_module_forward: bool = False,
                  lambda_bin: float = 1.0,
                  lambda_kl: float = 0.1,
                  lambda_div: float = 2.0,
@@ -105,6 +117,12 @@ class CLMAE(MaskedMAE):
             raise ValueError('masker_batch_size must be >= 2 (L_div compares '
                              f'images), got {masker_batch_size!r}')
         self.masker_batch_size = masker_batch_size
+        if soft_batch_size is not None and int(soft_batch_size) < 1:
+            raise ValueError('soft_batch_size must be >= 1, got '
+                             f'{soft_batch_size!r}')
+        self.soft_batch_size = soft_batch_size
+        self.reuse_module_forward = bool(reuse_module_forward)
+        self._kept_scores = None
         self.loss_cfg = dict(lambda_bin=lambda_bin, lambda_kl=lambda_kl,
                              lambda_div=lambda_div, sigma=bin_sigma,
                              kappa=div_kappa, kl_reduction=kl_reduction)
@@ -115,27 +133,31 @@ class CLMAE(MaskedMAE):
         self.register_buffer('train_iter', torch.tensor(0, dtype=torch.long))
 
     # the masking module (MaskedMAE.build_masker): published, 5 blocks at
-    # the encoder's width and heads
+    # the encoder's width, 4 heads (CurriculumMasker's defaults), the
+    # official head Linear(D, L) for the backbone's L patches
     default_masker = dict(type='CurriculumMasker')
 
     def masker_defaults(self) -> dict:
         dims = self.backbone.embed_dims
+        res = self.backbone.patch_resolution
         return dict(super().masker_defaults(), in_channels=dims,
-                    embed_dims=dims,
-                    num_heads=self.backbone.arch_settings['num_heads'])
+                    embed_dims=dims, num_patches=int(res[0] * res[1]))
 
     @classmethod
     def check_config(cls, cfg) -> None:
         """Before anything is built (``engine.config_checks``): the module
-        step's ``masker_batch_size`` fits in a batch."""
-        k = (cfg.get('model') or {}).get('masker_batch_size')
+        step's ``masker_batch_size`` and ``soft_batch_size`` fit in a
+        batch."""
+        model = cfg.get('model') or {}
         batch = (cfg.get('train_dataloader') or {}).get('batch_size')
-        if k is not None and batch is not None and int(k) > int(batch):
-            raise ValueError(
-                f'model.masker_batch_size={k} is larger than '
-                f'train_dataloader.batch_size={batch} (images per process): '
-                'the module step would use the whole batch; set it to at '
-                'most the batch size')
+        for key in ('masker_batch_size', 'soft_batch_size'):
+            k = model.get(key)
+            if k is not None and batch is not None and int(k) > int(batch):
+                raise ValueError(
+                    f'model.{key}={k} is larger than '
+                    f'train_dataloader.batch_size={batch} (images per '
+                    'process): the module step would use the whole batch; '
+                    'set it to at most the batch size')
 
     def check_masker(self, masker: nn.Module) -> None:
         if next(masker.parameters(), None) is None:
@@ -153,22 +175,36 @@ class CLMAE(MaskedMAE):
         with mae_optim.optim_context(self):
             data = self.data_preprocessor(data, True)
         inputs, data_samples = data['inputs'], data['data_samples']
-        log_vars = self.mae_step(inputs, data_samples, mae_optim)
-        if int(self.train_iter) % self.masker_update_interval == 0:
+        update = int(self.train_iter) % self.masker_update_interval == 0
+        self._kept_scores = None
+        keep = update and self.reuse_module_forward
+        log_vars = self.mae_step(inputs, data_samples, mae_optim,
+                                 keep_scores=keep)
+        if update:
             k = self.masker_batch_size or len(inputs)
+            scores = self._kept_scores
+            self._kept_scores = None
             log_vars.update(
                 self.masker_step(inputs[:k], data_samples and data_samples[:k],
-                                 masker_optim))
+                                 masker_optim,
+                                 scores=None if scores is None else scores[:k]))
         self.train_iter += 1
         return log_vars
 
     def mae_step(self, inputs: torch.Tensor,
                  data_samples: Optional[List[DataSample]],
-                 optim_wrapper: OptimWrapper) -> Dict[str, torch.Tensor]:
+                 optim_wrapper: OptimWrapper,
+                 keep_scores: bool = False) -> Dict[str, torch.Tensor]:
         """1. MAE step: the module (frozen, no graph) picks the top-k mask,
-        MAE's loss on the masked patches updates the MAE only."""
+        MAE's loss on the masked patches updates the MAE only.  With
+        ``keep_scores`` the module's forward keeps its graph and its scores
+        are kept for the module step (``reuse_module_forward``); the MAE's
+        loss does not depend on them (they only rank)."""
         with optim_wrapper.optim_context(self):
-            tokens, result = self.mask(inputs, data_samples)
+            tokens, result = self.mask(inputs, data_samples,
+                                       keep_graph=keep_scores)
+            if keep_scores:
+                self._kept_scores = result.scores
             pred = self.reconstruct(tokens, result)
             loss = self.head.loss(pred, inputs, result.mask)
         self._update(optim_wrapper, loss, self.mae_parameters())
@@ -176,40 +212,50 @@ class CLMAE(MaskedMAE):
 
     def masker_step(self, inputs: torch.Tensor,
                     data_samples: Optional[List[DataSample]],
-                    optim_wrapper: OptimWrapper) -> Dict[str, torch.Tensor]:
+                    optim_wrapper: OptimWrapper,
+                    scores: Optional[torch.Tensor] = None
+                    ) -> Dict[str, torch.Tensor]:
         """2. Masking-module step: the MAE frozen (``requires_grad`` off, so
         its parameters get no gradient), L_mask on the soft full-token pass
-        updates the module only."""
+        updates the module only (``scores``: the module's scores with their
+        graph, reused from the MAE step; default: a new module forward)."""
         with optim_wrapper.optim_context(self), \
                 frozen(self.mae_parameters()):
-            losses = self.masker_loss(inputs, data_samples)
+            losses = self.masker_loss(inputs, data_samples, scores)
         self._update(optim_wrapper, losses['loss_masker'],
                      self.masker.parameters())
         return {k: v.detach() for k, v in losses.items()}
 
     def mask(self, inputs: torch.Tensor,
-             data_samples: Optional[List[DataSample]] = None):
-        """Tokens and the module's top-k mask; the module gets no graph."""
+             data_samples: Optional[List[DataSample]] = None,
+             keep_graph: bool = False):
+        """Tokens and the module's top-k mask; the module gets no graph
+        (unless ``keep_graph``)."""
         tokens = self.backbone.embed(inputs)
-        with torch.no_grad():
+        with torch.set_grad_enabled(keep_graph and torch.is_grad_enabled()):
             result = self.masker(tokens, inputs,
                                  self.mask_context(data_samples))
         return tokens, result
 
     def masker_loss(self, inputs: torch.Tensor,
-                    data_samples: Optional[List[DataSample]] = None
+                    data_samples: Optional[List[DataSample]] = None,
+                    scores: Optional[torch.Tensor] = None
                     ) -> Dict[str, torch.Tensor]:
-        """L_mask and its terms on a batch (§3); call with the MAE frozen."""
+        """L_mask and its terms on a batch (§3); call with the MAE frozen.
+        L_rec^soft on the first ``soft_batch_size`` images, the other terms
+        on all."""
         tokens = self.backbone.embed(inputs)
-        scores = self.masker(tokens, inputs,
-                             self.mask_context(data_samples)).scores
+        if scores is None:
+            scores = self.masker(tokens, inputs,
+                                 self.mask_context(data_samples)).scores
         if scores is None:
             raise TypeError(
                 f'CLMAE needs a masker that returns scores (such as '
                 f'CurriculumMasker), got {type(self.masker).__name__}')
-        pred = self.soft_reconstruct(tokens, scores)
-        rec = soft_reconstruction_loss(self.per_patch_loss(pred, inputs),
-                                       scores)
+        k = self.soft_batch_size or len(inputs)
+        pred = self.soft_reconstruct(tokens[:k], scores[:k])
+        rec = soft_reconstruction_loss(
+            self.per_patch_loss(pred, inputs[:k]), scores[:k])
         return masking_module_loss(
             rec, scores, float(self.curriculum_factor),
             self.masker.mask_ratio, **self.loss_cfg)

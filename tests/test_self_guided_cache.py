@@ -163,6 +163,7 @@ def cached_config(image_folder, work_dir, max_iters=7, start=2, interval=2):
     return cfg
 
 
+@pytest.mark.slow
 def test_cached_mode_through_runner_refresh_interval_and_resume(
         image_folder, tmp_path, monkeypatch):
     from mmengine.runner import Runner
@@ -202,6 +203,7 @@ def test_cached_mode_through_runner_refresh_interval_and_resume(
     assert refreshed == [4, 6]
 
 
+@pytest.mark.slow
 def test_cached_mode_bad_setups_fail_before_training(image_folder, tmp_path):
     from mmengine.runner import Runner
     from mlmask_mm.apis import prepare_config

@@ -9,8 +9,9 @@ import torch
 from conftest import load_tool
 from mmengine.config import Config
 
-from mlmask_mm.benchmark import (PeakMemory, crop_size, set_precision,
-                                 summarise, time_interleaved)
+from mlmask_mm.benchmark import (PeakMemory, TrainStepVariant, crop_size,
+                                 load_config, set_precision, summarise,
+                                 time_interleaved)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CPU = torch.device('cpu')
@@ -173,6 +174,29 @@ def test_set_precision(tmp_path):
     assert cfg.model.amp == 'bf16'
     assert all(v.get('type', 'OptimWrapper') == 'OptimWrapper'
                for v in cfg.optim_wrapper.values() if isinstance(v, dict))
+
+
+def test_variants_start_from_the_first_ones_weights(tmp_path):
+    ours, theirs = tiny_configs(tmp_path)
+    reference = {}
+    first = TrainStepVariant('a', load_config(theirs), CPU, seed=0,
+                             reference=reference)
+    first.build()
+    start = {k: v.clone() for k, v in first.model.state_dict().items()}
+    first.run(1)  # trained weights are not what the next one gets
+    # another seed: other random weights, unless they are shared
+    shared = TrainStepVariant('b', load_config(ours), CPU, seed=1,
+                              reference=reference)
+    alone = TrainStepVariant('c', load_config(ours), CPU, seed=1)
+    shared.build()
+    alone.build()
+    assert shared.shared == dict(source='a', copied=len(start),
+                                 total=len(start))
+    for k, v in shared.model.state_dict().items():
+        assert torch.equal(v, start[k]), k
+    assert not torch.equal(alone.model.state_dict()[
+        'backbone.layers.0.ffn.layers.0.0.weight'],
+        start['backbone.layers.0.ffn.layers.0.0.weight'])
 
 
 def test_cli_ours_vs_mmpretrain(tmp_path, capsys):

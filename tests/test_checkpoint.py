@@ -67,6 +67,7 @@ def trained(tmp_path_factory, build_runner):
 
 
 # ------------------------------------------------------------ exact resume
+@pytest.mark.slow
 def test_kill_and_resume_equals_uninterrupted_run(tmp_path, build_runner):
     # 8 images, batch 4: 2 iterations per epoch, so the resume skips a whole
     # epoch and the rest of the run crosses another epoch end

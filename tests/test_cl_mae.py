@@ -397,6 +397,7 @@ def test_curriculum_hook_by_epoch_and_errors():
 
 
 # ------------------------------------------------------------ the Runner
+@pytest.mark.slow
 def test_runner_trains_both_parts_and_logs(tmp_path, build_runner):
     root = make_image_folder(str(tmp_path / 'images'))
     cfg = cl_config(root, str(tmp_path / 'work'), max_iters=4,
@@ -452,6 +453,7 @@ def test_runner_trains_both_parts_and_logs(tmp_path, build_runner):
     assert w > h / 2 * 4.5
 
 
+@pytest.mark.slow
 def test_kill_and_resume_restores_curriculum_and_both_optimizers(
         tmp_path, build_runner):
     root = make_image_folder(str(tmp_path / 'images'), per_class=4)
@@ -521,6 +523,7 @@ def _dist_worker(rank: int, world_size: int, init_file: str, out: str):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_distributed_wrapper_keeps_ranks_in_sync(tmp_path):
     """Two gloo processes: rank 0's weights everywhere at the start, the
     gradients averaged at every step, so the weights stay identical."""
@@ -532,6 +535,7 @@ def test_distributed_wrapper_keeps_ranks_in_sync(tmp_path):
     assert result == dict(same_start=True, same_end=True, moved=True)
 
 
+@pytest.mark.slow
 def test_dist_train_script_uses_the_cl_mae_wrapper(tmp_path):
     """tools/dist_train.sh, two CPU processes, the shrunk demo config."""
     import socket
@@ -573,6 +577,7 @@ def test_dist_train_script_uses_the_cl_mae_wrapper(tmp_path):
     assert 'loss_masker' in output and 'curriculum_c' in output
 
 
+@pytest.mark.slow
 def test_cifar10_config_trains_by_epoch_on_the_train_split(
         tmp_path, build_runner):
     """The CIFAR-10 config (epoch loop, per-epoch c, ann_file split),

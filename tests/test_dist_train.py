@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import REPO, make_image_folder
@@ -39,6 +40,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_dist_train_two_processes(tmp_path):
     root = make_image_folder(str(tmp_path / 'images'))
     work = str(tmp_path / 'work')

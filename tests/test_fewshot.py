@@ -73,6 +73,7 @@ def _run(ckpt, config, data, out, *extra):
     ])
 
 
+@pytest.mark.slow
 def test_tool_end_to_end_extracts_once_and_caches(setup, tmp_path,
                                                   forward_calls):
     ckpt, config, data = setup
@@ -330,6 +331,7 @@ def _load_test_tool():
     return load_tool('test')
 
 
+@pytest.mark.slow
 def test_metric_through_tools_test_equals_the_tool(setup, tmp_path):
     """tools/test.py + FewShotLinearProbe on FewShotFolders gives the numbers
     of tools/analysis_tools/fewshot.py for the same checkpoint, shots and seeds."""

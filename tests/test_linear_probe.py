@@ -80,6 +80,7 @@ def _cifar_tree(root):
     return root
 
 
+@pytest.mark.slow
 def test_cifar10_linear_probe_trains_and_tests_from_a_checkpoint(
         pretrained, tmp_path):
     data = _cifar_tree(str(tmp_path / 'cifar10'))

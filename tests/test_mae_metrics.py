@@ -4,6 +4,7 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from mlmask_mm.evaluation import (attention_distance, bipartition_gap,
@@ -35,6 +36,7 @@ def test_bipartition_gap_by_hand():
     assert torch.isclose(bipartition_gap(x, part), torch.tensor(1.))
 
 
+@pytest.mark.slow
 def test_analysis_tool_writes_json_and_pictures(tmp_path):
     from conftest import REPO, tiny_config
     from conftest import make_image_folder

@@ -320,6 +320,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_equal_one_on_the_concatenated_batch(
         folders, tmp_path, build_runner):
     """tools/dist_train.sh with 2 CPU processes (batch b each) ends with the

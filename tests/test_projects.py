@@ -143,6 +143,7 @@ def train_two_iterations(cfg, data_root, work_dir):
     return runner
 
 
+@pytest.mark.slow
 @pytest.mark.needs_mmseg
 def test_mmseg_project_trains(backbone_ckpt, tmp_path):
     data = make_ade_like(str(tmp_path / 'ade'))
@@ -161,6 +162,7 @@ def test_mmseg_project_trains(backbone_ckpt, tmp_path):
     assert all(math.isfinite(x) for x in loss)
 
 
+@pytest.mark.slow
 @pytest.mark.needs_mmdet
 def test_mmdet_project_trains(backbone_ckpt, tmp_path):
     data = make_coco_like(str(tmp_path / 'coco'))

@@ -174,6 +174,7 @@ def test_missing_and_empty_data_fail_before_training(tmp_path):
         Runner.from_cfg(prepare_config(cfg)).train()
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_input_once(tmp_path):
     code, err = cli_error(DEMO_CONFIG, 'model.masker.mask_ratio=0',
                           tmp_path=tmp_path)

@@ -141,6 +141,7 @@ def seg_tiny_config(data, checkpoint):
     return cfg
 
 
+@pytest.mark.slow
 @pytest.mark.needs_mmseg
 def test_upernet_ade20k_from_converted_checkpoint(backbone_ckpt, tmp_path):
     cfg = seg_tiny_config(make_ade_like(str(tmp_path / 'ade')),
@@ -215,6 +216,7 @@ def det_tiny_config(data, checkpoint):
     return cfg
 
 
+@pytest.mark.slow
 @pytest.mark.needs_mmdet
 def test_mask_rcnn_coco_from_converted_checkpoint(backbone_ckpt, tmp_path):
     cfg = det_tiny_config(make_coco_like(str(tmp_path / 'coco')),

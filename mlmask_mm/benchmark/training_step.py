@@ -297,8 +297,7 @@ class TrainStepVariant:
             model.to(self.device).train()
             self.model = model
             self._make_batches()
-            self.sg_maskers = activate_informed_masking(
-                model, _to(self.batch, self.device))
+            self.sg_maskers = activate_informed_masking(model, self.batch)
             self.optim_wrapper = _quiet(
                 lambda: build_optim_wrapper(model, cfg.optim_wrapper))
         if self.outer:
@@ -338,8 +337,8 @@ class TrainStepVariant:
         if backbone is not None and hasattr(backbone, 'patch_resolution'):
             grid = int(backbone.patch_resolution[0])
         if not self.outer:
-            self.batch = synthetic_batch(self.batch_size, self.img_size, g,
-                                         grid=grid)
+            self.batch = _to(synthetic_batch(self.batch_size, self.img_size,
+                                             g, grid=grid), self.device)
             self.batches = None
             return
         head = self.cfg.model.get('downstream_head', {}) or {}
@@ -412,7 +411,7 @@ class TrainStepVariant:
                 optim_wrapper=self.optim_wrapper, update_masker=update)
             loss = logs['loss_mae']
         else:
-            data = dict(inputs=self.batch['inputs'].to(self.device),
+            data = dict(inputs=self.batch['inputs'],
                         data_samples=self.batch['data_samples'])
             loss = self.model.train_step(data, self.optim_wrapper)['loss']
         self.iter += 1

@@ -348,7 +348,7 @@ def test_two_ranks_that_would_decide_differently_agree(tmp_path,
 
 
 def test_analysis_tool_on_the_imagenet_config(tmp_path):
-    """tools/analysis/sg_analysis.py on the ImageNet config (shrunk): an
+    """tools/analysis_tools/sg_analysis.py on the ImageNet config (shrunk): an
     ImageNet-style tree of images of different sizes."""
     import subprocess
     import sys
@@ -383,7 +383,7 @@ def test_analysis_tool_on_the_imagenet_config(tmp_path):
         "    dict(type='PackInputs')]))\n")
     out = tmp_path / 'analysis'
     proc = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'analysis', 'sg_analysis.py'),
+        [sys.executable, osp.join(REPO, 'tools', 'analysis_tools', 'sg_analysis.py'),
          str(config), '--data', str(root), '--num-images', '4', '--out-dir',
          str(out)], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,6 +1,6 @@
 """Self-Guided MAE analysis of a checkpoint on a folder of images.
 
-    python tools/analysis/sg_analysis.py CONFIG [CHECKPOINT] --data DIR
+    python tools/analysis_tools/sg_analysis.py CONFIG [CHECKPOINT] --data DIR
         [--num-images 16] [--out-dir analysis] [--cfg-options ...]
 
 Writes ``metrics.json`` (feature variance σF and similarity variance σS of

@@ -10,7 +10,7 @@
 For every config and seed: pretrain (tools/train.py, resumed when
 restarted), convert (tools/model_converters/mlmask2backbone.py), linear
 probe on the frozen backbone (fit on the train part, tools/test.py on the
-val part) and few-shot probe (tools/fewshot.py); then study.md / study.json
+val part) and few-shot probe (tools/analysis_tools/fewshot.py); then study.md / study.json
 (mean ± std over seeds), study.png and commands.sh in --out-dir.  Steps whose
 outputs exist are skipped.  The logic is mlmask_mm/evaluation/study.py.
 """

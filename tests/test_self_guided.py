@@ -325,3 +325,20 @@ def test_masker_ranks_the_given_relevance_only():
         masker(torch.zeros(3, 16, 8), None, MaskContext((4, 4)))
     with pytest.raises(ValueError, match='hint_mode'):
         SelfGuidedMasker(hint_mode='top')
+
+
+def test_informed_ranking_breaks_ties_at_random_not_by_index():
+    """A constant relevance map (no Ncut split) must not mask the same
+    positions in every image (a patch-index pattern); distinct values keep
+    their order."""
+    from mlmask_mm.models.maskers.self_guided_masker import informed_ranking
+    g = torch.Generator().manual_seed(0)
+    flat = torch.zeros(64, 16)
+    masked = informed_ranking(flat, 12, 0.0, generator=g)
+    assert (masked.sum(-1) == 12).all()
+    # each position masked in about 12/16 of the images, not all or none
+    share = masked.mean(0)
+    assert share.min() > 0.4 and share.max() < 0.95
+    rel = torch.arange(16.).repeat(3, 1)
+    masked = informed_ranking(rel, 12, 0.0, generator=g)
+    assert (masked[:, 4:] == 1).all() and (masked[:, :4] == 0).all()

@@ -39,12 +39,17 @@ def informed_ranking(relevance: torch.Tensor, num_mask: int,
                      ) -> torch.Tensor:
     """A B x L ranking whose L − num_mask smallest entries stay visible.
 
-    Masked = the num_mask most relevant patches, minus ``n_hint`` hints
-    drawn among them (uniform, or ∝ relevance by Gumbel top-k), plus the
-    ``n_hint`` least relevant visible patches.
+    Masked = the num_mask most relevant patches (ties broken at random),
+    minus ``n_hint`` hints drawn among them (uniform, or ∝ relevance by
+    Gumbel top-k), plus the ``n_hint`` least relevant visible patches.
     """
     B, L = relevance.shape
-    order = relevance.argsort(dim=-1, descending=True)
+    # ties (e.g. a constant map where the Ncut found no split) are broken at
+    # random, never by patch index: a stable sort of a random permutation
+    perm = torch.rand(B, L, generator=generator).argsort(dim=-1).to(
+        relevance.device)
+    order = perm.gather(1, relevance.gather(1, perm).argsort(
+        dim=-1, descending=True, stable=True))
     masked = torch.zeros(B, L, dtype=torch.bool, device=relevance.device)
     masked.scatter_(1, order[:, :num_mask], True)
     n_hint = min(int(round(hint_ratio * num_mask)), L - num_mask)

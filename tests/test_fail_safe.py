@@ -297,6 +297,7 @@ def _dist_nan_worker(rank: int, world_size: int, init_file: str, out: str):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_a_nan_on_one_rank_stops_every_rank(tmp_path):
     import torch.multiprocessing as mp
     out = str(tmp_path / 'message')
@@ -545,6 +546,7 @@ def test_skip_trains_through_and_lists_the_files(tmp_path):
     assert epochs  # written at an epoch end (IterBasedTrainLoop: the end)
 
 
+@pytest.mark.slow
 def test_empty_class_folder_is_an_error_naming_it(tmp_path):
     root = str(tmp_path / 'images')
     make_image_folder(root, classes=('a', 'c'), per_class=2)

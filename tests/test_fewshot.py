@@ -247,6 +247,7 @@ def test_bad_arguments_are_rejected(setup, tmp_path):
         fewshot.main([ckpt, '--data', data, '--seeds', '0'])
 
 
+@pytest.mark.slow
 def test_mmpretrain_mae_checkpoint_with_its_config(setup, tmp_path):
     """A checkpoint of mmpretrain's MAE (no embedded config) with an
     mmpretrain config gives the features of the same weights in ours."""
@@ -371,6 +372,7 @@ def test_metric_through_tools_test_equals_the_tool(setup, tmp_path):
                 r[f'acc{k[-1]}_std'], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_fewshot_folders_and_metric_errors(setup, tmp_path):
     from mlmask_mm.datasets import FewShotFolders
     from mlmask_mm.evaluation import FewShotLinearProbe

@@ -123,6 +123,7 @@ def test_masker_ratio_is_authoritative():
     assert model.backbone.mask_ratio == model.masker.mask_ratio == 1 - 1 / 9
 
 
+@pytest.mark.slow
 def test_compiled_model_initialises_and_keeps_its_state_dict_keys():
     """model.compile=True: the Runner's init_weights works and checkpoints
     keep the eager keys (a torch.compile wrapper broke both)."""

@@ -365,6 +365,7 @@ def test_bf16_autocast(mode):
     assert torch.get_float32_matmul_precision() == 'highest'
 
 
+@pytest.mark.slow
 def test_compile_runs_with_finite_differences():
     """compile=True is refused with the exact hypergradient (test_bad_
     settings); with finite differences nothing is differentiated twice

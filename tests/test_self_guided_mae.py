@@ -90,6 +90,7 @@ RATES = [(.3, .7), (.45, .55), (.55, .45), (.6, .4), (.48, .52), (.4, .6),
          (.3, .7)]
 
 
+@pytest.mark.slow
 def test_recorded_crossing_switches_at_the_crossing(image_folder, tmp_path,
                                                     monkeypatch):
     recorded(monkeypatch, RATES)
@@ -153,6 +154,7 @@ def test_balanced_sample_is_seeded_and_balanced():
 
 
 # --------------------------------------------- generation modes and state
+@pytest.mark.slow
 def test_state_is_saved_and_resumed(image_folder, tmp_path, monkeypatch):
     """The switch, the history and the relevance generated at T survive a
     resume: no regeneration, the same maps."""
@@ -177,6 +179,7 @@ def test_state_is_saved_and_resumed(image_folder, tmp_path, monkeypatch):
     assert [p for p, _, _ in resumed.history] == list(range(1, 7))
 
 
+@pytest.mark.slow
 def test_refresh_every_k_and_per_iteration_modes(image_folder, tmp_path,
                                                  monkeypatch):
     generated = spy(monkeypatch, SelfGuidedHook, 'generate')
@@ -197,6 +200,7 @@ def test_refresh_every_k_and_per_iteration_modes(image_folder, tmp_path,
     assert hub.get_scalar('train/sg_solver_cap_share').current() == 0
 
 
+@pytest.mark.slow
 def test_bad_setups_fail_before_training(image_folder, tmp_path):
     from mmengine.runner import Runner
     from mlmask_mm.engine.config_checks import prepare_config
@@ -347,6 +351,7 @@ def test_two_ranks_that_would_decide_differently_agree(tmp_path,
     assert torch.equal(out[0]['maps'], out[1]['maps'])
 
 
+@pytest.mark.slow
 def test_analysis_tool_on_the_imagenet_config(tmp_path):
     """tools/analysis_tools/sg_analysis.py on the ImageNet config (shrunk): an
     ImageNet-style tree of images of different sizes."""

@@ -68,6 +68,7 @@ def _argv(tiny, out, *extra):
             *extra]
 
 
+@pytest.mark.slow
 def test_study_end_to_end_then_nothing_reruns(tiny, monkeypatch):
     out = tiny['tmp'] / 'out'
     result = load_tool('misc/study').main(_argv(tiny, out))
@@ -145,6 +146,7 @@ def test_study_end_to_end_then_nothing_reruns(tiny, monkeypatch):
     assert again['summary'] == result['summary']
 
 
+@pytest.mark.slow
 def test_interrupted_pretraining_resumes_from_its_last_checkpoint(
         tiny, tmp_path):
     out = tmp_path / 'out'

@@ -53,6 +53,7 @@ def test_maskers_train_through_runner(image_folder, tmp_path, masker):
     assert type(runner.model.masker).__name__ == masker['type']
 
 
+@pytest.mark.slow
 def test_region_masker_with_mask_files(tmp_path):
     """A per-image mask read by the pipeline reaches the masker."""
     import numpy as np

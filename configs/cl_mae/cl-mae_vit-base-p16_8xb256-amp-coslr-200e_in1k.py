@@ -9,7 +9,10 @@
 # configs/mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py does.
 #   bash tools/dist_train.sh \
 #       configs/cl_mae/cl-mae_vit-base-p16_8xb256-amp-coslr-200e_in1k.py 8
-_base_ = ['mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py']
+_base_ = [
+    'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py',
+    '../_base_/schedules/mae_no_decay.py',
+]
 custom_imports = dict(imports=['mlmask_mm'], allow_failed_imports=False)
 
 # the fail-safe hooks of configs/_base_/default_runtime.py (docs/fail_safe.md),
@@ -57,14 +60,7 @@ _adamw = dict(
     optimizer=dict(
         type='AdamW', lr=1e-3 * 2048 / 256, betas=(0.9, 0.95),
         weight_decay=0.05),
-    paramwise_cfg=dict(
-        custom_keys={
-            'ln': dict(decay_mult=0.0),
-            'bias': dict(decay_mult=0.0),
-            'pos_embed': dict(decay_mult=0.),
-            'mask_token': dict(decay_mult=0.),
-            'cls_token': dict(decay_mult=0.),
-        }))
+    paramwise_cfg=_base_.mae_no_decay)
 optim_wrapper = dict(
     _delete_=True,
     constructor='PartsOptimWrapperConstructor',

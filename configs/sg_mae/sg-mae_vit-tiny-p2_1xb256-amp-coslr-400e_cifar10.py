@@ -10,6 +10,7 @@ _base_ = [
     '../_base_/datasets/cifar10_mae.py',
     '../_base_/default_runtime.py',
     './_base_/self_guided.py',
+    '../_base_/schedules/mae_no_decay.py',
 ]
 img_size, patch_size = 32, 2
 model = _base_.sg_model
@@ -30,14 +31,7 @@ optim_wrapper = dict(
     loss_scale='dynamic',
     optimizer=dict(type='AdamW', lr=1.5e-4 * 256 / 256 * 4, betas=(0.9, 0.95),
                    weight_decay=0.05),
-    paramwise_cfg=dict(
-        custom_keys={
-            'ln': dict(decay_mult=0.0),
-            'bias': dict(decay_mult=0.0),
-            'pos_embed': dict(decay_mult=0.),
-            'mask_token': dict(decay_mult=0.),
-            'cls_token': dict(decay_mult=0.)
-        }))
+    paramwise_cfg=_base_.mae_no_decay)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=40,
          convert_to_iter_based=True),

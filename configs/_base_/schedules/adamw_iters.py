@@ -1,19 +1,13 @@
 # AdamW as in MAE (betas 0.9/0.95, wd 0.05, no decay on norms/biases/tokens),
 # warm-up then cosine, counted in iterations.
+_base_ = ['./mae_no_decay.py']
 max_iters = 400
 warmup_iters = 40
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(
         type='AdamW', lr=1.5e-3, betas=(0.9, 0.95), weight_decay=0.05),
-    paramwise_cfg=dict(
-        custom_keys={
-            'ln': dict(decay_mult=0.0),
-            'bias': dict(decay_mult=0.0),
-            'pos_embed': dict(decay_mult=0.),
-            'mask_token': dict(decay_mult=0.),
-            'cls_token': dict(decay_mult=0.)
-        }))
+    paramwise_cfg=_base_.mae_no_decay)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,
          end=warmup_iters),

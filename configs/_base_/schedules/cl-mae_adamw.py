@@ -7,18 +7,12 @@
 #                        masker=dict(optimizer=dict(lr=lr)))
 # and gives both parts the same schedule:
 #   param_scheduler = dict(mae=schedule, masker=schedule)
+_base_ = ['./mae_no_decay.py']
 cl_mae_adamw = dict(
     type='OptimWrapper',
     optimizer=dict(
         type='AdamW', lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05),
-    paramwise_cfg=dict(
-        custom_keys={
-            'ln': dict(decay_mult=0.0),
-            'bias': dict(decay_mult=0.0),
-            'pos_embed': dict(decay_mult=0.),
-            'mask_token': dict(decay_mult=0.),
-            'cls_token': dict(decay_mult=0.),
-        }))
+    paramwise_cfg=_base_.mae_no_decay)
 optim_wrapper = dict(
     constructor='PartsOptimWrapperConstructor',
     mae=cl_mae_adamw,

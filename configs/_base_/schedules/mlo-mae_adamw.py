@@ -3,14 +3,8 @@
 # masking network (φ).  Leaf configs set the learning rates and one scheduler
 # list per part: param_scheduler = dict(mae=[...], head=[...], masker=[...]).
 # Mixed precision: model.amp='bf16' (not AmpOptimWrapper / --amp).
-_no_decay = dict(
-    custom_keys={
-        'ln': dict(decay_mult=0.0),
-        'bias': dict(decay_mult=0.0),
-        'pos_embed': dict(decay_mult=0.),
-        'mask_token': dict(decay_mult=0.),
-        'cls_token': dict(decay_mult=0.)
-    })
+_base_ = ['./mae_no_decay.py']
+_no_decay = _base_.mae_no_decay
 optim_wrapper = dict(
     constructor='PartsOptimWrapperConstructor',
     mae=dict(

@@ -24,22 +24,18 @@ import os.path as osp
 
 import numpy as np
 import torch
-from mmengine.config import Config, DictAction
-from mmengine.dataset import default_collate
-from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
+from mmengine.config import DictAction
 from PIL import Image
 
-from mlmask_mm.engine.config_checks import prepare_config
 from mlmask_mm.evaluation import (attention_distance, bipartition_gap,
                                   feature_variance, similarity_variance)
+from mlmask_mm.evaluation.checkpoint_images import build_model, whole_images
 from mlmask_mm.models.algorithms.exploitation import decoder_attention_rates
 from mlmask_mm.models.algorithms.self_guided_ncut import (affinity,
                                                           fiedler_vector,
                                                           object_relevance)
 from mlmask_mm.models.maskers import (InformedMaskContext, SelfGuidedMasker,
                                       mask_from_ranking, num_visible)
-from mlmask_mm.registry import DATASETS, MODELS
 
 
 def parse_args():
@@ -59,39 +55,8 @@ def parse_args():
 
 
 def build(args):
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg = prepare_config(cfg)
-    init_default_scope(cfg.get('default_scope', 'mlmask_mm'))
-    if cfg.get('data_preprocessor') and 'data_preprocessor' not in cfg.model:
-        cfg.model.data_preprocessor = cfg.data_preprocessor
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    if args.checkpoint:
-        load_checkpoint(model, args.checkpoint, map_location='cpu')
-    model.eval()
-    dataset_cfg = cfg.train_dataloader.dataset
-    if args.data:
-        dataset_cfg.data_root = args.data
-    # deterministic views of whole images at the model's input size: the
-    # random crop becomes a resize, no flip
-    h, w = model.backbone.img_size
-    pipeline = []
-    for t in dataset_cfg.pipeline:
-        if t['type'] in ('RandomResizedCrop', 'RecordedRandomResizedCrop'):
-            t = dict(type='Resize', scale=(w, h), keep_ratio=False,
-                     backend=t.get('backend', 'cv2'),
-                     interpolation=t.get('interpolation', 'bilinear'))
-        if t['type'] not in ('RandomFlip', ):
-            pipeline.append(t)
-    dataset_cfg.pipeline = pipeline
-    dataset = DATASETS.build(dataset_cfg)
-    n = min(args.num_images, len(dataset))
-    idx = torch.linspace(0, len(dataset) - 1, n).round().long().tolist()
-    batch = default_collate([dataset[i] for i in idx])
-    inputs = model.data_preprocessor(batch, False)['inputs']
-    return model, inputs
+    model, cfg = build_model(args.config, args.checkpoint, args.cfg_options)
+    return model, whole_images(model, cfg, args.data, args.num_images)
 
 
 @torch.no_grad()

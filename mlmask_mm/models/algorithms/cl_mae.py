@@ -270,16 +270,6 @@ class CLMAE(MaskedMAE):
         latent = self.backbone.walk(tokens * scores.unsqueeze(-1)).output
         return self.neck(latent, every)
 
-    def per_patch_loss(self, pred: torch.Tensor,
-                       inputs: torch.Tensor) -> torch.Tensor:
-        """ℓ_i: the head's pixel loss per patch (B x L), in float32 (or
-        float64 for a float64 model)."""
-        target = self.head.construct_target(inputs)
-        criterion = self.head.loss_module
-        dtype = torch.promote_types(pred.dtype, torch.float32)
-        loss = criterion.penalty(pred.to(dtype), target.to(dtype))
-        return loss.mean(dim=-1) / criterion.channel
-
     def set_curriculum(self, value: float) -> None:
         """Set c(t) (called by ``CurriculumHook`` before each iteration)."""
         self.curriculum_factor.fill_(float(value))

@@ -150,6 +150,16 @@ class MaskedMAE(MAE):
         latent = self.backbone.encode_visible(tokens, result.ids_keep)
         return self.neck(latent, result.ids_restore)
 
+    def per_patch_loss(self, pred: torch.Tensor,
+                       inputs: torch.Tensor) -> torch.Tensor:
+        """ℓ_i: the head's pixel loss per patch (B x L), in float32 (or
+        float64 for a float64 model)."""
+        target = self.head.construct_target(inputs)
+        criterion = self.head.loss_module
+        dtype = torch.promote_types(pred.dtype, torch.float32)
+        loss = criterion.penalty(pred.to(dtype), target.to(dtype))
+        return loss.mean(dim=-1) / criterion.channel
+
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
         tokens, result = self.mask(inputs, data_samples)

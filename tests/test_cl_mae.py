@@ -31,6 +31,7 @@ CL_DIR = osp.join(REPO, 'configs', 'cl_mae')
 CL_DEMO = osp.join(CL_DIR, 'cl-mae_vit-tiny-p4_demo.py')
 CL_CIFAR = osp.join(CL_DIR, 'cl-mae_vit-tiny-p2_cifar10.py')
 CL_IN1K = osp.join(CL_DIR, 'cl-mae_vit-base-p16_8xb256-amp-coslr-200e_in1k.py')
+CL_STUDY = osp.join(CL_DIR, 'cl-mae_vit-tiny-p4_1xb64-coslr-10k_cifar10.py')
 
 
 # ----------------------------------------------------------------- helpers
@@ -619,7 +620,7 @@ def test_cifar10_config_trains_by_epoch_on_the_train_split(
 
 
 # ------------------------------------------------------- configs and errors
-@pytest.mark.parametrize('path', [CL_DEMO, CL_CIFAR, CL_IN1K])
+@pytest.mark.parametrize('path', [CL_DEMO, CL_CIFAR, CL_IN1K, CL_STUDY])
 def test_configs_set_the_published_objective(path):
     """docs/cl_mae.md: the official objective and scoring head, one lr."""
     cfg = Config.fromfile(path)
@@ -644,7 +645,7 @@ def test_configs_set_the_published_objective(path):
     assert cfg.param_scheduler['mae'] == cfg.param_scheduler['masker']
 
 
-@pytest.mark.parametrize('path', [CL_DEMO, CL_CIFAR, CL_IN1K])
+@pytest.mark.parametrize('path', [CL_DEMO, CL_CIFAR, CL_IN1K, CL_STUDY])
 def test_amp_switches_reach_both_parts(path):
     """tools/train.py --amp (optim_wrapper.type) and the bf16 switch
     (optim_wrapper.dtype) set at the top level apply to the MAE's and the

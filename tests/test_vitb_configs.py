@@ -14,6 +14,11 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = [
     'configs/mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py',
     'configs/cl_mae/cl-mae_vit-base-p16_8xb256-amp-coslr-200e_in1k.py',
+    # this package's transform inside mmpretrain's ImageNet (GPU acceptance
+    # run of 2026-11-26: not found in mmpretrain's scope until named
+    # 'mlmask_mm.RecordedRandomResizedCrop')
+    'configs/sg_mae/sg-mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py',
+    'configs/sg_mae/sg-mae_vit-base-p16_8xb512-amp-coslr-400e_in1k_refresh10.py',
 ]
 
 

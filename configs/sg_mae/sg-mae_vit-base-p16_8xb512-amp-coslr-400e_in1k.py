@@ -10,9 +10,11 @@ _base_ = ['../mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py',
 
 model = _base_.sg_model
 model.update(_scope_='mlmask_mm', backbone=dict(type='MaskableViT'))
+# the dataset (mmpretrain's ImageNet) is built in mmpretrain's scope, which
+# does not see this package's transforms: name its scope
 train_dataloader = dict(dataset=dict(pipeline=[
     dict(type='LoadImageFromFile'),
-    dict(type='RecordedRandomResizedCrop', scale=224,
+    dict(type='mlmask_mm.RecordedRandomResizedCrop', scale=224,
          crop_ratio_range=(0.2, 1.0), backend='pillow',
          interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5),

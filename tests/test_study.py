@@ -311,6 +311,48 @@ def test_data_parts_must_have_the_same_classes(tmp_path):
         _plan(tmp_path, [MAE_DEMO], '--iters', '10')
 
 
+def _link_probe_split(data, source, per_class):
+    """ROOT/probe/<class>/: links to the first files of ROOT/<source>/."""
+    for c in CLASSES:
+        os.makedirs(osp.join(data, 'probe', c))
+        for f in sorted(os.listdir(osp.join(data, source, c)))[:per_class]:
+            os.symlink(osp.join(data, source, c, f),
+                       osp.join(data, 'probe', c, f))
+
+
+def test_probe_split_fits_both_probes_on_its_own_folders(tmp_path):
+    s = _plan(tmp_path, [MAE_DEMO], '--iters', '10')
+    data = str(tmp_path / 'data')
+    _link_probe_split(data, 'train', 2)
+    s = _plan(tmp_path, [MAE_DEMO], '--iters', '10', '--probe-split',
+              'probe', '--probe-epochs', '3', '--dry-run')
+    assert (s.data['probe_split'], s.data['num_probe']) == \
+        ('probe', 2 * len(CLASSES))
+    run = s.runs[0]
+    assert run['probe_dir'].endswith('linear_probe_3e_probe')
+    assert run['fewshot_dir'].endswith('fewshot_probe')
+    s.run()
+    commands = open(tmp_path / 'out' / 'commands.sh').read()
+    assert '--train-split probe --test-split val' in commands
+    # the pretraining still reads the train part
+    assert 'train_dataloader.dataset.data_prefix=train' in commands
+    cfg = study.probe_config(run['cfg'], s.probe, s.data, 'b.pth', 3, 0)
+    assert cfg.train_dataloader.dataset.data_prefix == 'probe'
+    assert cfg.test_dataloader.dataset.data_prefix == 'val'
+
+
+def test_probe_split_sharing_an_image_with_val_is_refused(tmp_path):
+    _plan(tmp_path, [MAE_DEMO], '--iters', '10')
+    data = str(tmp_path / 'data')
+    _link_probe_split(data, 'val', 1)
+    with pytest.raises(ValueError, match='share 6 images'):
+        _plan(tmp_path, [MAE_DEMO], '--iters', '10', '--probe-split',
+              'probe')
+    with pytest.raises(ValueError, match='must be held out'):
+        _plan(tmp_path, [MAE_DEMO], '--iters', '10', '--probe-split',
+              'val')
+
+
 def test_a_wrapped_train_dataset_is_refused(tmp_path):
     cfg = Config.fromfile(MAE_DEMO)
     cfg.train_dataloader.dataset = dict(type='RepeatDataset', times=2,

@@ -92,18 +92,45 @@ def class_folders(root: str, split: str) -> Dict[str, int]:
     return counts
 
 
-def check_data(root: str, train_split: str, val_split: str) -> Dict:
-    """The study's data: two class-folder trees with the same classes."""
+def check_data(root: str, train_split: str, val_split: str,
+               probe_split: Optional[str] = None) -> Dict:
+    """The study's data: class-folder trees with the same classes, the
+    pretraining part, the reported part and the part both probes are fitted
+    on (default: the pretraining part), which must not share an image
+    (resolved path) with the reported part."""
     root = osp.abspath(root)
+    probe_split = probe_split or train_split
+    if val_split in (train_split, probe_split):
+        raise ValueError(f'--val-split {val_split!r} is also the train or '
+                         'probe split: the reported part must be held out')
     train = class_folders(root, train_split)
     val = class_folders(root, val_split)
-    if sorted(train) != sorted(val):
-        raise ValueError(
-            f'{osp.join(root, train_split)} and {osp.join(root, val_split)} '
-            f'have different classes: {sorted(set(train) ^ set(val))}')
+    probe = class_folders(root, probe_split)
+    for name, other in ((val_split, val), (probe_split, probe)):
+        if sorted(train) != sorted(other):
+            raise ValueError(
+                f'{osp.join(root, train_split)} and {osp.join(root, name)} '
+                f'have different classes: {sorted(set(train) ^ set(other))}')
+    if probe_split != train_split:
+        shared = _real_files(root, probe_split) & _real_files(root, val_split)
+        if shared:
+            raise ValueError(
+                f'--probe-split {probe_split!r} and --val-split '
+                f'{val_split!r} share {len(shared)} images, e.g. '
+                f'{sorted(shared)[0]}')
     return dict(root=root, train_split=train_split, val_split=val_split,
-                classes=sorted(train), num_train=sum(train.values()),
-                num_val=sum(val.values()))
+                probe_split=probe_split, classes=sorted(train),
+                num_train=sum(train.values()), num_val=sum(val.values()),
+                num_probe=sum(probe.values()))
+
+
+def _real_files(root: str, split: str) -> set:
+    """Resolved paths of the images of ROOT/split/<class>/ (links
+    followed)."""
+    folder = osp.join(root, split)
+    return {osp.realpath(osp.join(folder, c, f))
+            for c in os.listdir(folder) if osp.isdir(osp.join(folder, c))
+            for f in os.listdir(osp.join(folder, c))}
 
 
 # ------------------------------------------------------------------ costs
@@ -440,7 +467,8 @@ def probe_config(pretrain_cfg: Config, probe_path: str, data: Dict,
             base['persistent_workers'] = num_workers > 0
         return base
 
-    cfg.train_dataloader = loader(cfg.train_dataloader, data['train_split'])
+    cfg.train_dataloader = loader(cfg.train_dataloader,
+                                  data.get('probe_split') or data['train_split'])
     test = loader(cfg.get('test_dataloader') or cfg.val_dataloader,
                   data['val_split'])
     test['sampler'] = dict(type='DefaultSampler', shuffle=False)
@@ -543,7 +571,8 @@ class Study:
     def __init__(self, args) -> None:
         self.args = args
         self.out = osp.abspath(args.out_dir)
-        self.data = check_data(args.data, args.train_split, args.val_split)
+        self.data = check_data(args.data, args.train_split, args.val_split,
+                               args.probe_split)
         self.configs = [osp.abspath(c) for c in args.configs]
         for c in self.configs:
             if not osp.isfile(c):
@@ -610,8 +639,15 @@ class Study:
             checkpoint=osp.join(run_dir, 'pretrain',
                                 f'{prefix}_{length["length"]}.pth'),
             backbone=osp.join(run_dir, 'backbone.pth'),
-            probe_dir=osp.join(run_dir, f'linear_probe_{self.probe_epochs}e'),
-            fewshot_dir=osp.join(run_dir, 'fewshot'))
+            probe_dir=osp.join(
+                run_dir, f'linear_probe_{self.probe_epochs}e{self._suffix}'),
+            fewshot_dir=osp.join(run_dir, f'fewshot{self._suffix}'))
+
+    @property
+    def _suffix(self) -> str:
+        """Probe folders of another probe split get its name."""
+        probe = self.data['probe_split']
+        return '' if probe == self.data['train_split'] else f'_{probe}'
 
     # -- steps
     def _step(self, cmd: List[str], done: bool, log: str) -> Optional[float]:
@@ -679,7 +715,7 @@ class Study:
         # the pretraining checkpoint: its embedded config (meta.cfg) is the
         # exact architecture of the run, its backbone.* keys the weights
         args = [run['checkpoint'], '--data',
-                self.data['root'], '--train-split', self.data['train_split'],
+                self.data['root'], '--train-split', self.data['probe_split'],
                 '--test-split', self.data['val_split'], '--shots', *a.shots,
                 '--seeds', a.fewshot_seeds, '--labels', run['label'],
                 '--out-dir', run['fewshot_dir'], '--no-plot']
@@ -776,9 +812,11 @@ class Study:
         lines = [
             '# Study', '',
             f'Written {date} by `tools/misc/study.py`. Data: '
-            f'`{self.data["root"]}`, pretraining and probe fitting on '
+            f'`{self.data["root"]}`, pretraining on '
             f'`{self.data["train_split"]}/` ({self.data["num_train"]} '
-            f'images, {len(self.data["classes"])} classes), reported on '
+            f'images, {len(self.data["classes"])} classes), probes fitted '
+            f'on `{self.data["probe_split"]}/` ({self.data["num_probe"]} '
+            'images), reported on '
             f'`{self.data["val_split"]}/` ({self.data["num_val"]} images). '
             f'Budget: {budget}. '
             f'Seeds: {", ".join(map(str, self.args.seeds))}. '
@@ -927,7 +965,11 @@ def parse_args(argv: Optional[Sequence[str]] = None):
                    help='ROOT/<train-split>/<class>/ and ROOT/<val-split>/'
                    '<class>/ image folders')
     p.add_argument('--train-split', default='train',
-                   help='pretraining and probe fitting')
+                   help='pretraining (and probe fitting)')
+    p.add_argument('--probe-split',
+                   help='fit both probes on ROOT/<probe-split>/ instead '
+                   '(e.g. a class-balanced subset of the train part; must '
+                   'share no image with the val split)')
     p.add_argument('--val-split', default='val',
                    help='reported on only')
     budget = p.add_mutually_exclusive_group(required=True)

@@ -138,6 +138,11 @@ def test_config_errors_name_setting_and_value(image_folder, tmp_path):
     with pytest.raises(ValueError, match=r'\(24, 24\) images but '
                        r'model.backbone.img_size=16'):
         check_config(cfg)
+    # a transform named with its scope (configs on mmpretrain's datasets)
+    cfg.train_dataloader.dataset.pipeline[1].type = 'mlmask_mm.' + \
+        cfg.train_dataloader.dataset.pipeline[1].type
+    with pytest.raises(ValueError, match=r'\(24, 24\) images'):
+        check_config(cfg)
 
 
 def test_the_model_classs_own_check_runs_with_the_shared_ones():

@@ -25,7 +25,8 @@ def _pipeline_size(pipeline):
     """Output size of the last resizing transform of a pipeline, or None."""
     size = None
     for t in pipeline or []:
-        if t.get('type') in _SIZE_TRANSFORMS:
+        # 'mlmask_mm.RecordedRandomResizedCrop': the name without the scope
+        if str(t.get('type')).split('.')[-1] in _SIZE_TRANSFORMS:
             for key in ('scale', 'crop_size', 'size'):
                 if t.get(key) is not None:
                     size = t[key]

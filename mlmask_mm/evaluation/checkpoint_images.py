@@ -44,11 +44,12 @@ def whole_images(model, cfg: Config, data: Optional[str] = None,
     h, w = model.backbone.img_size
     pipeline = []
     for t in dataset_cfg.pipeline:
-        if t['type'] in ('RandomResizedCrop', 'RecordedRandomResizedCrop'):
+        name = str(t['type']).split('.')[-1]  # without a scope prefix
+        if name in ('RandomResizedCrop', 'RecordedRandomResizedCrop'):
             t = dict(type='Resize', scale=(w, h), keep_ratio=False,
                      backend=t.get('backend', 'cv2'),
                      interpolation=t.get('interpolation', 'bilinear'))
-        if t['type'] not in ('RandomFlip', ):
+        if str(t['type']).split('.')[-1] != 'RandomFlip':
             pipeline.append(t)
     dataset_cfg.pipeline = pipeline
     dataset = DATASETS.build(dataset_cfg)

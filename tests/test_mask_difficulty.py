@@ -112,3 +112,21 @@ def test_tool_on_cl_mae_checkpoints(tmp_path):
     assert json.load(open(out))['rows'][0]['images'] == 6
     with pytest.raises(FileNotFoundError, match='missing.pth'):
         tool.main([cfg_path, str(tmp_path / 'missing.pth')])
+
+
+def test_per_patch_loss_is_the_official_per_patch_mean():
+    """ℓ_bi = mean over the patch's p²·3 values of (pred − target)², target
+    the patchified image (norm_pix False), patches row-major: official
+    ristea/cl-mae models_mae.py, forward_loss_mask (`loss.mean(dim=-1)`)
+    and patchify; the per-patch loss of mask_difficulty and CL-MAE."""
+    from test_cl_mae import build_model
+    model, _ = build_model()
+    assert model.head.norm_pix is False
+    g = torch.Generator().manual_seed(3)
+    imgs = torch.randn(2, 3, 16, 16, generator=g, dtype=torch.float64)
+    pred = torch.randn(2, 16, 48, generator=g, dtype=torch.float64)
+    p, h = 4, 4
+    target = imgs.reshape(2, 3, h, p, h, p).permute(0, 2, 4, 3, 5, 1) \
+        .reshape(2, h * h, p * p * 3)
+    expected = ((pred - target)**2).mean(dim=-1)
+    torch.testing.assert_close(model.per_patch_loss(pred, imgs), expected)

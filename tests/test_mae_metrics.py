@@ -51,7 +51,7 @@ def test_analysis_tool_writes_json_and_pictures(tmp_path):
     proc = subprocess.run(
         [sys.executable, osp.join(REPO, 'tools', 'analysis_tools', 'sg_analysis.py'),
          cfg_path, '--num-images', '3', '--out-dir', str(out)],
-        capture_output=True, text=True, cwd=REPO, timeout=120)
+        capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((out / 'metrics.json').read_text())
     assert len(metrics['feature_variance']) == 2  # 2 encoder layers

@@ -21,6 +21,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.runner import Runner
 
 from mlmask_mm.engine.config_checks import prepare_config
+from mlmask_mm.utils.dist import close_process_group
 
 TEST_KEYS = ('test_dataloader', 'test_evaluator')
 
@@ -134,6 +135,7 @@ def main(argv=None) -> dict:
     metrics = runner.test()
     if args.out and args.out_item == 'metrics':
         mmengine.dump(metrics, args.out)
+    close_process_group()
     return metrics
 
 

@@ -17,3 +17,24 @@ def average_over_ranks(tensors: Iterable[torch.Tensor]) -> None:
     tensors = [t for t in tensors if t is not None]
     if tensors and get_world_size() > 1:
         all_reduce_params(tensors, op='mean')
+
+
+def close_process_group() -> None:
+    """Destroy the default process group, if any, before Python exits.
+
+    Call it at the end of a successful distributed run (``tools/train.py``,
+    ``tools/test.py``).  A gloo worker thread drops its reference to a
+    finished collective's tensors on its own schedule.  When that happens
+    after the interpreter has begun finalising (e.g. right after the
+    ``all_gather_object`` of a hook's ``after_train``), freeing a tensor
+    whose Python object is owned by C++ needs the GIL, which a thread can no
+    longer take then.  The thread exits in a ``noexcept`` frame and the
+    process aborts ("terminate called without an active exception",
+    SIGABRT), though training succeeded.  ``destroy_process_group`` shuts
+    the backend down, joining its worker threads, while Python is alive.
+    Not called after an error: a peer that died could keep a collective
+    from finishing.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

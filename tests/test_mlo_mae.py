@@ -124,6 +124,31 @@ def test_levels_touch_only_their_own_parts():
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_part_params_are_the_parameters_the_config_optimizes():
+    """The hypergradient's parts (part_params) and the optimizers that
+    PartsOptimWrapperConstructor builds from optim_parts hold the same
+    parameters, together every trainable one, each in one part."""
+    from mlmask_mm.engine.parts import PartsOptimWrapperConstructor
+    model = build()
+    cfg = Config.fromfile(SCHEDULE).optim_wrapper
+    wrappers = PartsOptimWrapperConstructor(
+        {part: cfg[part] for part in ('mae', 'head', 'masker')})(model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    seen = []
+    for part, wrapper in wrappers.items():
+        optimized = {names[id(p)] for g in wrapper.optimizer.param_groups
+                     for p in g['params']}
+        assert optimized == set(model.part_params(part)), part
+        seen += optimized
+    assert sorted(seen) == sorted(
+        n for n, p in model.named_parameters() if p.requires_grad)
+    assert set(model.part_params('head')) == {
+        f'downstream_head.{n}'
+        for n, _ in model.downstream_head.named_parameters()}
+    with pytest.raises(KeyError, match="no part 'decoder'"):
+        model.part_params('decoder')
+
+
 class ToDouble(nn.Module):
     """Stand-in data preprocessor for the float64 test (normalises like
     the real one, keeps float64)."""

@@ -36,14 +36,10 @@ from mlmask_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
 SHARED_KEYS = ('type', 'loss_scale', 'dtype')
 
 
-def split_into_parts(model: nn.Module) -> Dict[str, nn.Module]:
-    """``{part: nn.Module holding that part's children}`` of a model that
-    declares ``optim_parts`` / ``default_optim_part``.
-
-    Children keep their names, so parameter names (and the ``paramwise_cfg``
-    keys matching them) are the model's.  A part without a trainable
-    parameter is an error.
-    """
+def part_of_children(model: nn.Module) -> Dict[str, str]:
+    """``{child name: part}`` for every child of a model that declares
+    ``optim_parts`` / ``default_optim_part`` (children not named in
+    ``optim_parts`` belong to the default part)."""
     declared = getattr(model, 'optim_parts', None)
     default = getattr(model, 'default_optim_part', None)
     if not isinstance(declared, dict) or not default:
@@ -54,9 +50,24 @@ def split_into_parts(model: nn.Module) -> Dict[str, nn.Module]:
             'models trained in parts such as CLMAE and MLOMAE')
     owner = {child: part for part, children in declared.items()
              for child in children}
-    parts = {part: nn.Module() for part in (default, *declared)}
-    for name, child in model.named_children():
-        parts[owner.get(name, default)].add_module(name, child)
+    return {name: owner.get(name, default)
+            for name, _ in model.named_children()}
+
+
+def split_into_parts(model: nn.Module) -> Dict[str, nn.Module]:
+    """``{part: nn.Module holding that part's children}`` of a model that
+    declares ``optim_parts`` / ``default_optim_part``.
+
+    Children keep their names, so parameter names (and the ``paramwise_cfg``
+    keys matching them) are the model's.  A part without a trainable
+    parameter is an error.
+    """
+    owners = part_of_children(model)  # checks the declaration
+    declared = model.optim_parts
+    parts = {part: nn.Module()
+             for part in (model.default_optim_part, *declared)}
+    for name, part in owners.items():
+        parts[part].add_module(name, getattr(model, name))
     for part, module in parts.items():
         if not any(p.requires_grad for p in module.parameters()):
             raise ValueError(

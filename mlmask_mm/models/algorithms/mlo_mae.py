@@ -34,6 +34,7 @@ from mmpretrain.structures import DataSample
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from mlmask_mm.engine.parts import part_of_children
 from mlmask_mm.registry import MODELS
 from mlmask_mm.utils.dist import average_over_ranks
 from ..losses.mlo_mae_losses import (per_patch_reconstruction_loss,
@@ -247,26 +248,16 @@ class MLOMAE(MaskedMAE):
     # ------------------------------------------------------------------
     # parts and their parameters
     # ------------------------------------------------------------------
-    def part_modules(self) -> Dict[str, nn.Module]:
-        """The three optimised parts: 'mae' (backbone, neck, pixel head),
-        'head' (the downstream head), 'masker' (the masking network).
-
-        The 'mae' entry is a ModuleDict built on the fly (not registered in
-        the model), so that paramwise settings keyed by 'backbone.' etc.
-        apply when an optimizer is built for it.
-        """
-        return dict(
-            mae=nn.ModuleDict(
-                dict(backbone=self.backbone, neck=self.neck,
-                     head=self.head)),
-            head=self.downstream_head,
-            masker=self.masker)
-
     def part_params(self, part: str) -> Dict[str, Tensor]:
-        """The trainable parameters of a part, by their names in the model."""
-        prefix = dict(mae=('backbone.', 'neck.', 'head.'),
-                      head=('downstream_head.', ),
-                      masker=('masker.', ))[part]
+        """The trainable parameters of a part ('mae', 'head' or 'masker',
+        as ``optim_parts`` declares them and the optimizers are built), by
+        their names in the model."""
+        children = [name for name, owner in part_of_children(self).items()
+                    if owner == part]
+        if not children:
+            raise KeyError(f'MLOMAE has no part {part!r}; its parts: '
+                           f'{sorted(set(part_of_children(self).values()))}')
+        prefix = tuple(f'{name}.' for name in children)
         return {n: p for n, p in self.named_parameters()
                 if n.startswith(prefix) and p.requires_grad}
 

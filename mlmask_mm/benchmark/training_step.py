@@ -38,6 +38,8 @@ from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, DefaultScope
 
+from mlmask_mm.engine.config_checks import transform_name
+
 from .timing import (PeakMemory, environment, ratio_table, summarise,
                      time_interleaved)
 
@@ -67,7 +69,7 @@ def crop_size(cfg: Config) -> int:
         dataset = dataset['dataset']
     size = None
     for t in (dataset or {}).get('pipeline', []) or []:
-        kind = str(t.get('type', '')).split('.')[-1]
+        kind = transform_name(t)
         value = t.get('crop_size') if kind in ('RandomCrop',
                                                 'CenterCrop') else None
         if value is None and ('Crop' in kind or kind == 'Resize'):

@@ -21,12 +21,18 @@ _SIZE_TRANSFORMS = ('RandomResizedCrop', 'RecordedRandomResizedCrop',
                     'CenterCrop', 'Resize', 'RandomCrop')
 
 
+def transform_name(transform: dict) -> str:
+    """A pipeline transform's type without its scope prefix
+    (``'mlmask_mm.RecordedRandomResizedCrop'`` →
+    ``'RecordedRandomResizedCrop'``)."""
+    return str(transform.get('type', '')).split('.')[-1]
+
+
 def _pipeline_size(pipeline):
     """Output size of the last resizing transform of a pipeline, or None."""
     size = None
     for t in pipeline or []:
-        # 'mlmask_mm.RecordedRandomResizedCrop': the name without the scope
-        if str(t.get('type')).split('.')[-1] in _SIZE_TRANSFORMS:
+        if transform_name(t) in _SIZE_TRANSFORMS:
             for key in ('scale', 'crop_size', 'size'):
                 if t.get(key) is not None:
                     size = t[key]

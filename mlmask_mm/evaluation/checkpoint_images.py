@@ -8,7 +8,7 @@ from mmengine.dataset import default_collate
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
-from mlmask_mm.engine.config_checks import prepare_config
+from mlmask_mm.engine.config_checks import prepare_config, transform_name
 from mlmask_mm.registry import DATASETS, MODELS
 
 
@@ -44,13 +44,14 @@ def whole_images(model, cfg: Config, data: Optional[str] = None,
     h, w = model.backbone.img_size
     pipeline = []
     for t in dataset_cfg.pipeline:
-        name = str(t['type']).split('.')[-1]  # without a scope prefix
+        name = transform_name(t)
+        if name == 'RandomFlip':
+            continue
         if name in ('RandomResizedCrop', 'RecordedRandomResizedCrop'):
             t = dict(type='Resize', scale=(w, h), keep_ratio=False,
                      backend=t.get('backend', 'cv2'),
                      interpolation=t.get('interpolation', 'bilinear'))
-        if str(t['type']).split('.')[-1] != 'RandomFlip':
-            pipeline.append(t)
+        pipeline.append(t)
     dataset_cfg.pipeline = pipeline
     dataset = DATASETS.build(dataset_cfg)
     n = min(num_images, len(dataset))

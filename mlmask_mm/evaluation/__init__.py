@@ -10,6 +10,7 @@ from .fewshot import NORMALIZATIONS, check_shots, few_shot_accuracies, mean_std
 from .fewshot_metric import FewShotLinearProbe
 from .mae_metrics import (attention_distance, bipartition_gap,
                           feature_variance, similarity_variance)
+from .mask_specificity import mask_specificity
 
 __all__ = [
     # mmengine components
@@ -21,5 +22,7 @@ __all__ = [
     'load_checkpoint_safely', 'load_config', 'mean_std',
     # MAE analysis metrics (tools/analysis_tools/sg_analysis.py)
     'attention_distance', 'bipartition_gap', 'feature_variance',
-    'similarity_variance'
+    'similarity_variance',
+    # how image-specific a batch of masks is (logged by every method)
+    'mask_specificity'
 ]

@@ -1,0 +1,36 @@
+"""mask_specificity against hand-computed values and its two anchors."""
+import pytest
+import torch
+
+from mlmask_mm.evaluation import mask_specificity
+
+
+def test_one_shared_pattern_is_zero():
+    pattern = (torch.arange(16) % 4 == 0).float()
+    assert mask_specificity(pattern.expand(8, 16)).item() == 0.0
+
+
+def test_independent_random_masks_are_near_one():
+    g = torch.Generator().manual_seed(0)
+    B, L, keep = 512, 64, 16
+    noise = torch.rand(B, L, generator=g)
+    mask = torch.ones(B, L)
+    mask.scatter_(1, noise.argsort(1)[:, :keep], 0.)
+    assert mask_specificity(mask).item() == pytest.approx(1.0, abs=0.03)
+
+
+def test_hand_computed_value():
+    # r = 4/8 = 0.5, r(1-r) = 0.25; column variances: 0.25, 0.25, 0, 0
+    # -> mean 0.125 -> 0.5
+    mask = torch.tensor([[1., 0., 1., 0.],
+                         [0., 1., 1., 0.]])
+    assert mask_specificity(mask).item() == pytest.approx(0.5)
+
+
+def test_grid_masks_and_degenerate_batches():
+    mask = torch.tensor([[1., 0.], [0., 1.]]).reshape(1, 2, 2).repeat(3, 1, 1)
+    assert mask_specificity(mask).item() == 0.0
+    assert mask_specificity(torch.ones(4, 9)).item() == 0.0
+    assert mask_specificity(torch.tensor([[1., 0., 1.]])).item() == 0.0
+    with pytest.raises(ValueError, match='B x L'):
+        mask_specificity(torch.ones(5))

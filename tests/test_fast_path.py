@@ -1,0 +1,265 @@
+"""The fast path (FastMAEViT + FastMAEPretrainDecoder) against mmpretrain's
+own modules: outputs and gradients in float64 on the same weights, masks and
+noise; state-dict keys; init; the compile wrapper; the whole MAE loss."""
+import copy
+
+import pytest
+import torch
+from mmpretrain.models.necks import MAEPretrainDecoder
+from mmpretrain.models.selfsup.mae import MAE, MAEViT
+
+from mlmask_mm.models.algorithms.fast_blocks import CompiledForward
+from mlmask_mm.registry import MODELS
+
+ARCH = dict(embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=64)
+VIT = dict(arch=ARCH, img_size=32, patch_size=8, mask_ratio=0.75)
+NECK = dict(num_patches=16, patch_size=8, embed_dim=32, decoder_embed_dim=24,
+            decoder_depth=2, decoder_num_heads=3, mlp_ratio=2.)
+HEAD = dict(type='MAEPretrainHead', norm_pix=True, patch_size=8,
+            loss=dict(type='PixelReconstructionLoss', criterion='L2'))
+INIT = [dict(type='Xavier', layer='Linear', distribution='uniform'),
+        dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)]
+
+
+def build(cls_or_type, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    if isinstance(cls_or_type, str):
+        m = MODELS.build(dict(type=cls_or_type, **kwargs))
+    else:
+        m = cls_or_type(**kwargs)
+    m.init_weights()
+    return m
+
+
+def perturbed(module, seed=1):
+    """Weights away from init (LayerNorm 1/0, zero biases would hide a
+    swapped weight/bias or ln1/ln2)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return module
+
+
+def grads(module):
+    return {n: p.grad.clone() for n, p in module.named_parameters()
+            if p.grad is not None}
+
+
+def assert_same_grads(a, b):
+    ga, gb = grads(a), grads(b)
+    assert set(ga) == set(gb) and ga
+    for n in ga:
+        torch.testing.assert_close(ga[n], gb[n], rtol=1e-10, atol=1e-12,
+                                   msg=n)
+
+
+# ----------------------------------------------------------- keys, init
+def test_state_dict_keys_and_shapes_are_mmpretrains():
+    ref, fast = MAEViT(**VIT), MODELS.build(dict(type='FastMAEViT', **VIT))
+    assert [(k, v.shape) for k, v in ref.state_dict().items()] == \
+        [(k, v.shape) for k, v in fast.state_dict().items()]
+    ref = MAEPretrainDecoder(**NECK)
+    fast = MODELS.build(dict(type='FastMAEPretrainDecoder', **NECK))
+    assert [(k, v.shape) for k, v in ref.state_dict().items()] == \
+        [(k, v.shape) for k, v in fast.state_dict().items()]
+
+
+@pytest.mark.parametrize('compile', [False, True, 'cuda'])
+def test_same_seed_same_initial_weights(compile):
+    """Construction and init_weights consume the RNG as mmpretrain's do;
+    the compile switch adds no module and no key."""
+    for ref_cls, fast, cfg in ((MAEViT, 'FastMAEViT', VIT),
+                               (MAEPretrainDecoder, 'FastMAEPretrainDecoder',
+                                NECK)):
+        a = build(ref_cls, **cfg).state_dict()
+        b = build(fast, compile=compile, **cfg).state_dict()
+        assert list(a) == list(b)
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+
+
+# ------------------------------------------------ forward and backward
+def test_encoder_outputs_and_gradients_equal_mmpretrain_float64():
+    ref = perturbed(build(MAEViT, **VIT)).double()
+    fast = build('FastMAEViT', **VIT).double()
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
+    outs = []
+    for m in (ref, fast):
+        torch.manual_seed(7)  # the same noise -> the same mask
+        latent, mask, ids_restore = m(x)
+        w = torch.linspace(-1, 1, latent.numel(), dtype=torch.float64)
+        (latent * w.view_as(latent)).sum().backward()
+        outs.append((latent, mask, ids_restore))
+    (l1, m1, r1), (l2, m2, r2) = outs
+    assert l1.shape == (3, 5, 32)
+    assert torch.equal(m1, m2) and torch.equal(r1, r2)
+    torch.testing.assert_close(l1, l2, rtol=1e-12, atol=1e-12)
+    assert_same_grads(ref, fast)
+
+
+def test_decoder_outputs_and_gradients_equal_mmpretrain_float64():
+    ref = perturbed(build(MAEPretrainDecoder, **NECK)).double()
+    fast = build('FastMAEPretrainDecoder', **NECK).double()
+    fast.load_state_dict(ref.state_dict())
+    g = torch.Generator().manual_seed(3)
+    latent = torch.randn(3, 5, 32, dtype=torch.float64, generator=g)
+    ids_restore = torch.stack([torch.randperm(16, generator=g)
+                               for _ in range(3)])
+    inputs, outs = [], []
+    for m in (ref, fast):
+        x = latent.clone().requires_grad_()
+        out = m(x, ids_restore)
+        w = torch.linspace(-1, 1, out.numel(), dtype=torch.float64)
+        (out * w.view_as(out)).sum().backward()
+        inputs.append(x.grad)
+        outs.append(out)
+    assert outs[0].shape == (3, 16, 8 * 8 * 3)
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(inputs[0], inputs[1], rtol=1e-12, atol=1e-12)
+    assert_same_grads(ref, fast)
+
+
+def mae_model(fast: bool):
+    backbone = dict(type='FastMAEViT' if fast else 'MaskableViT', **VIT)
+    neck = dict(type='FastMAEPretrainDecoder' if fast else
+                'MAEPretrainDecoder', in_chans=3, **NECK)
+    return MODELS.build(dict(type='MaskedMAE', backbone=backbone, neck=neck,
+                             head=HEAD, init_cfg=INIT))
+
+
+def test_whole_mae_loss_and_gradients_equal_mmpretrains_mae_float64():
+    """mmpretrain's MAE (MAEViT + MAEPretrainDecoder) and MaskedMAE on the
+    fast modules: the same loss and gradients for the same weights and
+    noise (the masker draws mmpretrain's masks)."""
+    torch.manual_seed(0)
+    ref = MAE(backbone=dict(type='MAEViT', **VIT),
+              neck=dict(type='MAEPretrainDecoder', in_chans=3, **NECK),
+              head=HEAD, init_cfg=INIT)
+    ref.init_weights()
+    perturbed(ref).double()
+    fast = mae_model(True).double()
+    fast.load_state_dict(ref.state_dict())
+    images = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    losses = []
+    for m in (ref, fast):
+        torch.manual_seed(11)
+        loss = m.loss(images, [])['loss']
+        loss.backward()
+        losses.append(loss)
+    assert losses[0].dtype == torch.float64
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-12, atol=0)
+    assert_same_grads(ref, fast)
+
+
+def test_checkpoint_loads_into_mmpretrain_and_back():
+    fast = perturbed(build('FastMAEViT', **VIT))
+    ref = MAEViT(**VIT)
+    ref.load_state_dict(fast.state_dict())  # strict
+    back = MODELS.build(dict(type='FastMAEViT', **VIT))
+    back.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    torch.manual_seed(0)
+    a = ref(x)[0]
+    torch.manual_seed(0)
+    torch.testing.assert_close(back(x)[0], a)
+
+
+def test_walk_and_unmasked_forward_are_the_eager_modules():
+    """Self-Guided MAE and the analysis tools walk the blocks: unchanged."""
+    fast = perturbed(build('FastMAEViT', **VIT)).double()
+    tokens = fast.embed(torch.randn(2, 3, 32, 32, dtype=torch.float64))
+    walked = fast.walk(tokens).output
+    torch.testing.assert_close(fast.encode_visible(tokens, None), walked,
+                               rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------ settings
+@pytest.mark.parametrize('setting,match', [
+    (dict(drop_path_rate=0.1), 'drop_path_rate'),
+    (dict(layer_cfgs=dict(layer_scale_init_value=0.1)),
+     'layer_scale_init_value'),
+    (dict(layer_cfgs=dict(attn_drop_rate=0.1)), 'attn_drop_rate'),
+    (dict(layer_cfgs=dict(act_cfg=dict(type='ReLU'))), 'GELU'),
+])
+def test_unsupported_blocks_are_refused(setting, match):
+    with pytest.raises(ValueError, match=match):
+        MODELS.build(dict(type='FastMAEViT', **VIT, **setting))
+
+
+def test_bad_compile_value_is_refused():
+    with pytest.raises(ValueError, match=r"model.backbone.compile='gpu'"):
+        MODELS.build(dict(type='FastMAEViT', compile='gpu', **VIT))
+    with pytest.raises(ValueError, match='model.neck.compile=1'):
+        MODELS.build(dict(type='FastMAEPretrainDecoder', compile=1, **NECK))
+
+
+def test_per_block_compile_is_refused_with_the_fast_modules():
+    """model.compile=True compiles the block modules, which the fast
+    forward never calls: one clear error instead of no effect."""
+    model = MODELS.build(dict(type='MaskedMAE', compile=True,
+                              backbone=dict(type='FastMAEViT', **VIT),
+                              neck=dict(type='MAEPretrainDecoder',
+                                        in_chans=3, **NECK), head=HEAD))
+    with pytest.raises(ValueError, match='model.compile=True'):
+        model.loss(torch.randn(2, 3, 32, 32), [])
+
+
+def test_cuda_mode_stays_eager_on_the_cpu(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, 'compile',
+                        lambda *a, **k: calls.append(k) or a[0])
+    model = mae_model(True)
+    model.loss(torch.randn(2, 3, 32, 32), [])
+    assert calls == []
+    for part in (model.backbone, model.neck):
+        part_fn = part._encode if hasattr(part, '_encode') else part._decode
+        part_fn.mode = True
+    model.loss(torch.randn(2, 3, 32, 32), [])
+    assert calls == [dict(fullgraph=True, dynamic=False)] * 2
+
+
+def test_deepcopy_keeps_its_own_weights():
+    """The compiled function takes the module as an argument: a deepcopy
+    (e.g. MLO-MAE's unrolled copy) runs its own weights."""
+    fast = build('FastMAEViT', compile=True, **VIT)
+    twin = copy.deepcopy(fast)
+    assert isinstance(twin._encode, CompiledForward)
+    assert twin._encode is not fast._encode
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.add_(1.0)
+    tokens = fast.embed(torch.randn(1, 3, 32, 32))
+    twin._encode.mode = fast._encode.mode = False
+    assert not torch.allclose(twin.encode_visible(tokens, None),
+                              fast.encode_visible(tokens, None))
+
+
+@pytest.mark.slow
+def test_compiled_whole_equals_eager_and_keeps_keys():
+    """torch.compile (inductor on the CPU, fullgraph): the same loss and
+    gradients as eager, the same state-dict keys, no graph break."""
+    eager = mae_model(True)
+    compiled = mae_model(True)
+    compiled.load_state_dict(eager.state_dict())
+    keys = list(compiled.state_dict())
+    for part in (compiled.backbone, compiled.neck):
+        (part._encode if hasattr(part, '_encode') else part._decode
+         ).mode = True
+    images = torch.randn(4, 3, 32, 32)
+    losses = []
+    for m in (eager, compiled):
+        torch.manual_seed(5)
+        loss = m.loss(images, [])['loss']
+        loss.backward()
+        losses.append(loss)
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+    ga, gb = grads(eager), grads(compiled)
+    assert set(ga) == set(gb)
+    for n in ga:
+        torch.testing.assert_close(ga[n], gb[n], rtol=1e-4, atol=1e-5,
+                                   msg=n)
+    assert list(compiled.state_dict()) == keys
+    assert compiled.backbone._encode.compiled is not None
+    assert compiled.neck._decode.compiled is not None

@@ -263,3 +263,99 @@ def test_compiled_whole_equals_eager_and_keeps_keys():
     assert list(compiled.state_dict()) == keys
     assert compiled.backbone._encode.compiled is not None
     assert compiled.neck._decode.compiled is not None
+
+
+# ------------------------------------------------- the step around it
+class RecordingScaler:
+    """Stands for GradScaler (CUDA-only) in AmpOptimWrapper's module."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+
+@pytest.fixture
+def amp_on_cpu(monkeypatch):
+    import mmengine.optim.optimizer.amp_optimizer_wrapper as amp
+    monkeypatch.setattr(amp, 'is_cuda_available', lambda: True)
+    monkeypatch.setattr(amp, 'GradScaler', RecordingScaler)
+
+
+def bf16_wrapper(**kwargs):
+    from mmengine.optim import build_optim_wrapper
+    model = torch.nn.Linear(3, 2)
+    cfg = dict(type='BF16AmpOptimWrapper',
+               optimizer=dict(type='AdamW', lr=0.1), **kwargs)
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mlmask_mm'):
+        return model, build_optim_wrapper(model, cfg)
+
+
+def test_bf16_wrapper_has_no_loss_scaler(amp_on_cpu):
+    """bfloat16: GradScaler(enabled=False), so update_params is
+    backward + optimizer.step with the unscaled loss (no unscale pass, no
+    inf check read back to the host); float16 keeps the dynamic scaler."""
+    model, w = bf16_wrapper(dtype='bfloat16', loss_scale='dynamic')
+    assert w.cast_dtype is torch.bfloat16
+    assert not isinstance(w.loss_scaler, RecordingScaler)
+    assert not w.loss_scaler.is_enabled()
+    ref = copy.deepcopy(model)
+    opt = torch.optim.AdamW(ref.parameters(), lr=0.1)
+    x = torch.randn(4, 3)
+    w.update_params(model(x).square().sum())
+    ref(x).square().sum().backward()
+    opt.step()
+    for a, b in zip(model.parameters(), ref.parameters()):
+        assert torch.equal(a, b)
+    assert w.state_dict()['loss_scaler'] == {}
+    w.load_state_dict(dict(w.optimizer.state_dict(),
+                           loss_scaler={'scale': 65536.0}))  # fp16 ckpt
+    _, w16 = bf16_wrapper(dtype='float16')
+    assert isinstance(w16.loss_scaler, RecordingScaler)
+    _, w16 = bf16_wrapper()
+    assert isinstance(w16.loss_scaler, RecordingScaler)
+
+
+def test_bf16_wrapper_refuses_a_loss_scale(amp_on_cpu):
+    with pytest.raises(ValueError, match=r'loss_scale=512\.0 with dtype='
+                       'bfloat16'):
+        bf16_wrapper(dtype='bfloat16', loss_scale=512.)
+
+
+def test_vitb_config_uses_the_fast_path():
+    from mmengine.config import Config
+    from conftest import REPO
+    import os.path as osp
+    cfg = Config.fromfile(osp.join(
+        REPO, 'configs/mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'))
+    assert cfg.model.backbone.type == 'FastMAEViT'
+    assert cfg.model.neck.type == 'FastMAEPretrainDecoder'
+    assert not cfg.model.compile
+    assert cfg.optim_wrapper.type == 'BF16AmpOptimWrapper'
+    assert cfg.optim_wrapper.optimizer.fused is True
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    assert model.backbone._encode.mode == 'cuda'
+    assert model.neck._decode.mode == 'cuda'
+    ref = Config.fromfile(osp.join(
+        REPO, 'configs/mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'))
+    ref.model.backbone.type = 'MaskableViT'
+    ref.model.neck.type = 'MAEPretrainDecoder'
+    with torch.device('meta'):
+        eager = MODELS.build(ref.model)
+    assert [(k, v.shape) for k, v in model.state_dict().items()] == \
+        [(k, v.shape) for k, v in eager.state_dict().items()]
+
+
+def test_finite_loss_hook_guards_the_unscaled_bf16_step(amp_on_cpu):
+    """With tolerance > 0 the hook skips non-finite steps itself unless a
+    loss scaler does; in bf16 there is none, so the hook must guard."""
+    from types import SimpleNamespace
+    from mlmask_mm.engine.hooks.finite_loss_hook import FiniteLossHook
+    _, w = bf16_wrapper(dtype='bfloat16')
+    FiniteLossHook(tolerance=2).before_train(SimpleNamespace(optim_wrapper=w))
+    assert getattr(w, '_finite_guard', False)
+    _, w16 = bf16_wrapper(dtype='float16')
+    w16.loss_scaler.is_enabled = lambda: True
+    FiniteLossHook(tolerance=2).before_train(
+        SimpleNamespace(optim_wrapper=w16))
+    assert not getattr(w16, '_finite_guard', False)

@@ -104,7 +104,7 @@ def test_demo_and_imagenet_configs_load():
                  'mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'))
     check_config(in1k)
     assert in1k.model.type == 'MaskedMAE'
-    assert in1k.model.backbone.type == 'MaskableViT'
+    assert in1k.model.backbone.type == 'FastMAEViT'  # the fast path
     assert in1k.train_cfg.max_epochs == 400  # mmpretrain's recipe inherited
     from mlmask_mm.registry import MODELS
     with torch.device('meta'):

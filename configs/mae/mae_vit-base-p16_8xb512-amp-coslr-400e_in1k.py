@@ -16,8 +16,12 @@ default_scope = 'mlmask_mm'
 model = dict(
     _scope_='mlmask_mm',
     type='MaskedMAE',
-    backbone=dict(type='MaskableViT'),
+    # the fast path (docs/benchmarks.md): fused blocks with mmpretrain's
+    # keys, each compiled whole on a GPU; 'MaskableViT'/'MAEPretrainDecoder'
+    # are the eager mmpretrain modules
+    backbone=dict(type='FastMAEViT'),
+    neck=dict(type='FastMAEPretrainDecoder'),
     masker=dict(type='RandomMasker', mask_ratio=0.75),
-    # speed knobs (see docs/benchmarks.md): compile=True compiles the blocks;
-    # bf16: optim_wrapper.dtype='bfloat16'
-    compile=False)
+    compile=False)  # per-block compile: not with the fast modules
+# bf16 (optim_wrapper.dtype='bfloat16') then runs without a loss scaler
+optim_wrapper = dict(type='BF16AmpOptimWrapper', optimizer=dict(fused=True))

@@ -20,7 +20,8 @@ on (what ``SelfGuidedHook`` does at T) with its relevance cache filled from
 the synthetic batch (unless it recomputes relevance every iteration); other
 hooks do not run.  Precision: ``amp='bf16'`` sets
 ``model.amp='bf16'`` where the model class has that argument (MLO-MAE), else
-every optimizer wrapper becomes ``AmpOptimWrapper(dtype='bfloat16')``;
+every optimizer wrapper becomes ``AmpOptimWrapper(dtype='bfloat16')`` (a
+config's ``BF16AmpOptimWrapper``, without loss scaler, is kept);
 ``amp='fp32'`` removes both.  ``compile=True`` sets ``model.compile=True``
 where the class has it (``MaskedMAE`` and subclasses: per-block
 ``torch.compile``) and compiles the same blocks of other models (e.g.
@@ -132,7 +133,10 @@ def set_precision(cfg: Config, amp: str, device: torch.device) -> str:
                 raise ValueError(
                     'benchmark: --amp bf16 uses AmpOptimWrapper, which '
                     f'mmengine runs on GPUs only (device {device})')
-            w['type'] = 'AmpOptimWrapper'
+            # a config's own AmpOptimWrapper subclass (BF16AmpOptimWrapper:
+            # no loss scaler in bf16) is kept, anything else becomes one
+            if not str(w.get('type', '')).endswith('AmpOptimWrapper'):
+                w['type'] = 'AmpOptimWrapper'
             w['dtype'] = 'bfloat16'
         elif str(w.get('type', 'OptimWrapper')).endswith('AmpOptimWrapper'):
             w['type'] = 'OptimWrapper'
@@ -140,8 +144,10 @@ def set_precision(cfg: Config, amp: str, device: torch.device) -> str:
             w.pop('dtype', None)
     if amp == 'fp32':
         return 'fp32'
-    return 'model.amp=bf16' if uses_model_amp else \
-        'AmpOptimWrapper(dtype=bfloat16)'
+    if uses_model_amp:
+        return 'model.amp=bf16'
+    kinds = sorted({str(w['type']).split('.')[-1] for w in wrappers})
+    return '/'.join(kinds) + '(dtype=bfloat16)'
 
 
 def compile_blocks(model: torch.nn.Module) -> None:
@@ -439,6 +445,11 @@ class TrainStepVariant:
             img_size=self.img_size, precision=self.precision,
             compile=('model.compile' if self.native_compile else
                      'per-block' if self.compile else False),
+            modules=self.module_summary(),
+            optimizer=type(self.optim_wrapper.optimizer).__name__ + (
+                ' (fused)' if self.optim_wrapper.optimizer.defaults.get(
+                    'fused') else '') if hasattr(self.optim_wrapper,
+                                                  'optimizer') else None,
             params_m=sum(p.numel() for p in self.model.parameters()) / 1e6,
             weights_from=self.shared, first_step_loss=losses[0],
             last_step_loss=losses[-1])
@@ -455,6 +466,19 @@ class TrainStepVariant:
                 name: dict(ms_per_call=1e3 * sum(t) / len(t) if t else None,
                            calls_per_step=len(t) / max(1, steps))
                 for name, t in self.phase_times.items()}
+        return out
+
+    def module_summary(self) -> dict:
+        """Backbone and neck classes, and the fast modules' compile mode
+        (``'cuda'`` compiles on a GPU only)."""
+        out = {}
+        for part in ('backbone', 'neck'):
+            m = getattr(self.model, part, None)
+            if m is None:
+                continue
+            fwd = getattr(m, '_encode', None) or getattr(m, '_decode', None)
+            out[part] = type(m).__name__ + (
+                f' (compile={fwd.mode!r})' if fwd is not None else '')
         return out
 
     def count_flops(self) -> float:

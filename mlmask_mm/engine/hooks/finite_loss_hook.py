@@ -100,7 +100,11 @@ class FiniteLossHook(Hook):
         if self.tolerance == 0:
             return
         for name, wrapper in _optim_wrappers(runner):
-            if isinstance(wrapper, AmpOptimWrapper) or \
+            # an enabled scaler skips non-finite steps itself
+            # (BF16AmpOptimWrapper in bf16 has none)
+            scaler = getattr(wrapper, 'loss_scaler', None)
+            if (isinstance(wrapper, AmpOptimWrapper) and scaler is not None
+                    and scaler.is_enabled()) or \
                     getattr(wrapper, '_finite_guard', False):
                 continue
             wrapper.step = self._guarded_step(wrapper, name or 'optimizer')

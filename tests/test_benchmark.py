@@ -308,3 +308,66 @@ def test_cli_every_method(capsys):
     assert 'phases' not in v[0]
     for x in v:
         assert x['ms_per_step'] > 0 and x['params_m'] > 0
+
+
+def test_cli_fast_path_takes_the_same_steps(tmp_path):
+    """Ours on the fast modules (eager; fp32 on the CPU) against
+    mmpretrain's MAE: same weights, same masks, the same first two
+    losses (to float32 rounding), and the report names the modules."""
+    ours, theirs = tiny_configs(tmp_path)
+    out = load_tool('analysis_tools/benchmark').main([
+        theirs, ours, '--cfg-options-of', '2',
+        'model.backbone.type=FastMAEViT',
+        'model.neck.type=FastMAEPretrainDecoder',
+        'optim_wrapper.type=BF16AmpOptimWrapper',
+        'optim_wrapper.optimizer.fused=True',
+        '--batch-size', '2', '--iters', '2', '--warmup', '1',
+        '--device', 'cpu'])
+    a, b = out['variants']['mmpretrain_tiny'], out['variants']['ours_tiny']
+    assert b['modules'] == dict(
+        backbone="FastMAEViT (compile='cuda')",
+        neck="FastMAEPretrainDecoder (compile='cuda')")
+    assert a['modules'] == dict(backbone='MAEViT', neck='MAEPretrainDecoder')
+    assert b['optimizer'] == 'AdamW (fused)' and a['optimizer'] == 'AdamW'
+    assert b['precision'] == 'fp32'  # fp32: the Amp wrapper is dropped
+    assert b['first_step_loss'] == pytest.approx(a['first_step_loss'],
+                                                 rel=1e-6)
+    assert b['last_step_loss'] == pytest.approx(a['last_step_loss'],
+                                                rel=1e-5)
+
+
+def test_bf16_keeps_a_configs_amp_wrapper_subclass(tmp_path):
+    ours, _ = tiny_configs(tmp_path)
+    cfg = Config.fromfile(ours)
+    cfg.optim_wrapper.type = 'BF16AmpOptimWrapper'
+    assert set_precision(cfg, 'bf16', torch.device('cuda')) == \
+        'BF16AmpOptimWrapper(dtype=bfloat16)'
+    assert cfg.optim_wrapper.type == 'BF16AmpOptimWrapper'
+
+
+def test_gpu_fast_path_command():
+    """The GPU run of the 'ours, fast path' row: four variants of ViT-B/16
+    in one interleaved process, batch 256, bf16; each variant's config
+    resolves to the intended modules and optimizer step."""
+    acc = load_tool('misc/gpu_acceptance')
+    argv = acc.fast_path_benchmark_args(256, 10, '/tmp/x.json')
+    args = load_tool('analysis_tools/benchmark').parse_args(argv)
+    assert args.configs[0].startswith('mmpretrain::mae/mae_vit-base-p16')
+    assert len(args.configs) == 4 and len(set(args.configs[1:])) == 1
+    assert (args.batch_size, args.amp, args.compile) == (256, 'bf16', False)
+    want = {
+        1: ('MaskableViT', 'MAEPretrainDecoder', 'AmpOptimWrapper', False,
+            None),
+        2: ('FastMAEViT', 'FastMAEPretrainDecoder', 'BF16AmpOptimWrapper',
+            True, False),
+        3: ('FastMAEViT', 'FastMAEPretrainDecoder', 'BF16AmpOptimWrapper',
+            True, True)}
+    for i, (backbone, neck, wrapper, fused, compiled) in want.items():
+        cfg = load_config(args.configs[i], args.options_of[i])
+        assert cfg.model.backbone.type == backbone
+        assert cfg.model.neck.type == neck
+        assert cfg.optim_wrapper.type == wrapper
+        assert cfg.optim_wrapper.optimizer.get('fused', False) is fused
+        assert cfg.model.backbone.get('compile') is compiled
+        assert cfg.model.neck.get('compile') is compiled
+    assert 0 not in args.options_of

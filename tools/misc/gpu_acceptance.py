@@ -18,9 +18,10 @@ reason, in ``DIR/report.json``; format in docs/benchmarks.md):
    224 px in bf16 through ``tools/train.py`` (``--tiny`` on a machine
    without a GPU: the methods' ViT-tiny demo configs, fp32).
 5. ``dist_train_<method>``: ``tools/dist_train.sh CONFIG 2`` (2+ GPUs only).
-6. ``benchmark_mae_vs_mmpretrain`` (batch 256, bf16, eager and compiled)
-   and ``benchmark_methods`` (each method against plain MAE) through
-   ``tools/analysis_tools/benchmark.py``.
+6. ``benchmark_fast_path`` (mmpretrain's MAE, ours eager, ours fast path
+   eager and compiled: batch 256, bf16, interleaved) and
+   ``benchmark_methods`` (each method against plain MAE on the eager
+   modules) through ``tools/analysis_tools/benchmark.py``.
 7. ``convert``: ``tools/model_converters/mlmask2backbone.py`` on the MAE run.
 8. ``transfer_upernet`` / ``transfer_mask_rcnn``: a few iterations of the
    ADE20K UPerNet and COCO Mask R-CNN configs from the converted checkpoint,
@@ -69,6 +70,29 @@ MMPRETRAIN_MAE = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py
 UPERNET = 'configs/transfer/upernet_vit-base-p16_8xb2-amp-160k_ade20k-512x512.py'
 MASK_RCNN = 'configs/transfer/mask-rcnn_vit-base-p16_simple-fpn_8xb2-1x_coco.py'
 BENCHMARK = 'tools/analysis_tools/benchmark.py'
+#: ``--cfg-options`` that put the MAE ViT-B/16 config back on mmpretrain's
+#: eager modules and optimizer step (the fast path's reference)
+EAGER_MODULES = ['model.backbone.type=MaskableViT',
+                 'model.neck.type=MAEPretrainDecoder',
+                 'optim_wrapper.type=AmpOptimWrapper',
+                 'optim_wrapper.optimizer.fused=False']
+
+
+def fast_path_benchmark_args(batch_size: int, iters: int,
+                             out: str) -> List[str]:
+    """Arguments of ``tools/analysis_tools/benchmark.py`` for the
+    ``ours, fast path`` row (docs/benchmarks.md): mmpretrain's MAE, ours on
+    the eager modules, ours fast path eager, ours fast path compiled (the
+    config as shipped on a GPU), ViT-B/16, 224 px, bf16, interleaved."""
+    ours = osp.join(ROOT, METHODS['mae']['vitb'])
+    return [MMPRETRAIN_MAE, ours, ours, ours,
+            '--cfg-options-of', '2'] + EAGER_MODULES + [
+            '--cfg-options-of', '3', 'model.backbone.compile=False',
+            'model.neck.compile=False',
+            '--cfg-options-of', '4', 'model.backbone.compile=True',
+            'model.neck.compile=True',
+            '--batch-size', str(batch_size), '--iters', str(iters),
+            '--warmup', '5', '--amp', 'bf16', '--out', out]
 CONVERTER = 'tools/model_converters/mlmask2backbone.py'
 
 
@@ -199,6 +223,11 @@ def parse_args(argv=None):
     parser.add_argument('--bench-iters', type=int, default=10)
     parser.add_argument('--skip', nargs='*', default=[],
                         help='step names (or prefixes) not to run')
+    parser.add_argument('--fast-path-only', action='store_true',
+                        help='run only the benchmark of the fast path '
+                        "(the 'ours, fast path' row of docs/benchmarks.md) "
+                        'with --bench-batch-size / --bench-iters, output '
+                        'on the terminal and in OUT/benchmark_fast_path.json')
     parser.add_argument('--tiny', action='store_true',
                         help='ViT-tiny demo configs in fp32 (default '
                         'without a GPU)')
@@ -207,6 +236,17 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:  # noqa: C901  (one step after another)
     args = parse_args(argv)
+    if args.fast_path_only:
+        os.makedirs(args.out, exist_ok=True)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(
+                os.pathsep) if p]))
+        cmd = [sys.executable, osp.join(ROOT, BENCHMARK)] + \
+            fast_path_benchmark_args(
+                args.bench_batch_size, args.bench_iters,
+                osp.join(osp.abspath(args.out), 'benchmark_fast_path.json'))
+        print('[acceptance] ' + ' '.join(cmd), flush=True)
+        return subprocess.run(cmd, cwd=ROOT, env=env).returncode
     import torch
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     tiny = args.tiny or gpus == 0
@@ -358,22 +398,20 @@ def main(argv=None) -> int:  # noqa: C901  (one step after another)
                          '1', '--out', osp.join(out, 'benchmark_methods.json')
                      ], 300, results='benchmark_methods.json')
     else:
-        ours = osp.join(ROOT, METHODS['mae']['vitb'])
-        for compiled in (False, True):
-            name = 'benchmark_mae_vs_mmpretrain' + ('_compiled'
-                                                   if compiled else '')
-            command_step(name, [
-                py, bench, MMPRETRAIN_MAE, ours, '--batch-size',
-                str(args.bench_batch_size), '--iters', str(args.bench_iters),
-                '--amp', 'bf16', '--out', osp.join(out, name + '.json')
-            ] + (['--compile'] if compiled else []), 420,
-                results=name + '.json')
+        name = 'benchmark_fast_path'
+        command_step(name, [py, bench] + fast_path_benchmark_args(
+            args.bench_batch_size, args.bench_iters,
+            osp.join(out, name + '.json')), 540, results=name + '.json')
         configs = [osp.join(ROOT, METHODS[m]['vitb']) for m in args.methods]
+        # the methods against MAE on the eager modules (as they run)
+        eager = [] if 'mae' not in args.methods else [
+            '--cfg-options-of', str(args.methods.index('mae') + 1)
+        ] + EAGER_MODULES
         command_step('benchmark_methods', [
             py, bench, *configs, '--batch-size', str(args.batch_size * 2),
             '--iters', str(args.bench_iters), '--amp', 'bf16', '--out',
             osp.join(out, 'benchmark_methods.json')
-        ], 420, results='benchmark_methods.json')
+        ] + eager, 420, results='benchmark_methods.json')
 
     # 7-8. convert, transfer ----------------------------------------------
     backbone = osp.join(out, 'backbone.pth')

@@ -7,16 +7,11 @@
 #   bash tools/dist_train.sh configs/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/mae/epoch_400.pth
 _base_ = [
-    'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py'
+    'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py',
+    '../_base_/mmpretrain_recipe_fail_safe.py'
 ]
-custom_imports = dict(imports=['mlmask_mm'], allow_failed_imports=False)
-
-# the fail-safe hooks of configs/_base_/default_runtime.py (docs/fail_safe.md),
-# which a config on mmpretrain's runtime does not inherit
-default_hooks = dict(
-    checkpoint=dict(backend_args=dict(backend='local_atomic')),
-    finite_loss=dict(type='mlmask_mm.FiniteLossHook', tolerance=0),
-    skipped_images=dict(type='mlmask_mm.SkippedImagesHook'))
+# this package's import, scope and fail-safe hooks (docs/fail_safe.md)
+default_hooks = _base_.fail_safe_hooks
 default_scope = 'mlmask_mm'
 
 # the pretraining checkpoint (required; tools/train.py refuses an empty one)

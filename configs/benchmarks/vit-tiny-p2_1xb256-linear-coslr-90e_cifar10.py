@@ -6,8 +6,8 @@
 #
 # Data: trains on the project's `train` split (files 0000-4499 of each class)
 # and reports on `val` (files 4500-4999, never used for pretraining or
-# selection), prepared as in configs/_base_/datasets/cifar10_mae.py:
-#   python tools/dataset_converters/cifar10_split.py data/cifar10
+# selection), prepared as in configs/_base_/datasets/cifar10_mae.py
+# (docs/data.md).
 # Run:
 #   python tools/train.py configs/benchmarks/vit-tiny-p2_1xb256-linear-coslr-90e_cifar10.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/cl-mae_vit-tiny-p2_cifar10/epoch_200.pth
@@ -15,20 +15,12 @@
 #       work_dirs/vit-tiny-p2_1xb256-linear-coslr-90e_cifar10/epoch_90.pth
 # A checkpoint with 4 px patches (configs/mae/mae_vit-tiny-p4_demo.py):
 #   --cfg-options model.backbone.patch_size=4
+# The ImageNet-1k config (mmpretrain's recipe + this package's import, scope
+# and fail-safe hooks) with the CIFAR-10 data and a ViT-tiny/2.
 _base_ = [
-    'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py',
+    './vit-base-p16_8xb2048-linear-coslr-90e_in1k.py',
     '../_base_/datasets/cifar10_cls.py'
 ]
-custom_imports = dict(imports=['mlmask_mm'], allow_failed_imports=False)
-
-# the fail-safe hooks of configs/_base_/default_runtime.py (docs/fail_safe.md),
-# which a config on mmpretrain's runtime does not inherit
-default_hooks = dict(
-    checkpoint=dict(backend_args=dict(backend='local_atomic')),
-    finite_loss=dict(type='mlmask_mm.FiniteLossHook', tolerance=0),
-    skipped_images=dict(type='mlmask_mm.SkippedImagesHook'))
-default_scope = 'mlmask_mm'
-
 img_size = 32
 embed_dims = 192
 data_preprocessor = _base_.cifar10_data_preprocessor

@@ -5,29 +5,20 @@
 # token), λ_bin 1.0 with the official bump height, λ_kl 0.1 with L_kl summed
 # over the 256 images of each GPU, λ_div 2.0, targets not normalised per
 # patch, one lr for both parts, c(t) linear from +1 to -1 skipping 0.
-# Inherits mmpretrain's MAE ViT-B recipe (data pipeline) like
-# configs/mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py does.
+# Inherits configs/mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py
+# (mmpretrain's MAE ViT-B recipe with this package's import, scope and
+# fail-safe hooks).
 #   bash tools/dist_train.sh \
 #       configs/cl_mae/cl-mae_vit-base-p16_8xb256-amp-coslr-200e_in1k.py 8
 _base_ = [
-    'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py',
+    '../mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py',
     '../_base_/schedules/mae_no_decay.py',
 ]
-custom_imports = dict(imports=['mlmask_mm'], allow_failed_imports=False)
-
-# the fail-safe hooks of configs/_base_/default_runtime.py (docs/fail_safe.md),
-# which a config on mmpretrain's runtime does not inherit
-default_hooks = dict(
-    checkpoint=dict(backend_args=dict(backend='local_atomic')),
-    finite_loss=dict(type='mlmask_mm.FiniteLossHook', tolerance=0),
-    skipped_images=dict(type='mlmask_mm.SkippedImagesHook'))
-default_scope = 'mlmask_mm'
 
 mask_ratio = 0.75
 model = dict(
-    _scope_='mlmask_mm',
     type='CLMAE',
-    backbone=dict(type='MaskableViT', mask_ratio=mask_ratio),
+    backbone=dict(mask_ratio=mask_ratio),
     head=dict(norm_pix=False),
     masker=dict(
         type='CurriculumMasker',

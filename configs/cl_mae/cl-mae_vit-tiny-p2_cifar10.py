@@ -1,8 +1,8 @@
 # CL-MAE, ViT-tiny with 2 px patches (16 x 16 = 256 patches) on CIFAR-10,
 # one GPU, batch 256, 200 epochs (warm-up 20).
 #
-# Data: the `train` split of ../shared/data/cifar10, prepared as described
-# in ../_base_/datasets/cifar10_mae.py.
+# Data: the `train` split of data/cifar10, prepared as described in
+# ../_base_/datasets/cifar10_mae.py.
 _base_ = [
     '../_base_/models/mae_vit-tiny-p4.py',
     '../_base_/datasets/cifar10_mae.py',

@@ -2,15 +2,12 @@
 # AMP), with this package's model: the same backbone/decoder/head, the mask
 # now coming from a masker.  Swap the masker with one line, e.g.
 #   --cfg-options model.masker.type=BlockMasker
-_base_ = ['mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py']
-custom_imports = dict(imports=['mlmask_mm'], allow_failed_imports=False)
-
-# the fail-safe hooks of configs/_base_/default_runtime.py (docs/fail_safe.md),
-# which a config on mmpretrain's runtime does not inherit
-default_hooks = dict(
-    checkpoint=dict(backend_args=dict(backend='local_atomic')),
-    finite_loss=dict(type='mlmask_mm.FiniteLossHook', tolerance=0),
-    skipped_images=dict(type='mlmask_mm.SkippedImagesHook'))
+_base_ = [
+    'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py',
+    '../_base_/mmpretrain_recipe_fail_safe.py'
+]
+# this package's import, scope and fail-safe hooks (docs/fail_safe.md)
+default_hooks = _base_.fail_safe_hooks
 default_scope = 'mlmask_mm'
 
 model = dict(

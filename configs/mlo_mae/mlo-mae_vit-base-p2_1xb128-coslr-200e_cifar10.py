@@ -14,7 +14,7 @@
 # Options (--cfg-options): the official head and position embedding,
 #   model.feature=cls model.learnable_pos_embed=True \
 #   model.downstream_head.type=MLOClsHead model.downstream_head.dropout=0.1
-# Data: ../shared/data/cifar10, prepared as in
+# Data: data/cifar10, prepared as in
 # ../_base_/datasets/cifar10_mae.py.
 #   python tools/train.py configs/mlo_mae/mlo-mae_vit-base-p2_1xb128-coslr-200e_cifar10.py
 _base_ = [

@@ -3,8 +3,8 @@
 # first crossing of the exploitation rates (checked every epoch, not before
 # epoch 10, at the latest at the paper's epoch 50), generated once then.
 #
-# Data: the `train` split of ../shared/data/cifar10, prepared as described
-# in ../_base_/datasets/cifar10_mae.py.
+# Data: the `train` split of data/cifar10, prepared as described in
+# ../_base_/datasets/cifar10_mae.py.
 _base_ = [
     '../_base_/models/mae_vit-tiny-p4.py',
     '../_base_/datasets/cifar10_mae.py',

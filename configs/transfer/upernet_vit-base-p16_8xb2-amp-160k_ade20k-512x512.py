@@ -14,7 +14,7 @@
 #   bash $MMSEG/.mim/tools/dist_train.sh THIS_CONFIG 8 --amp --cfg-options \
 #       model.backbone.init_cfg.checkpoint=work_dirs/PRETRAIN/backbone.pth
 #
-# ($MMSEG = the installed mmseg package folder; see README "Transfer").
+# ($MMSEG = the installed mmseg package folder; see docs/transfer.md).
 #
 # The position embedding (pretrained at 224 px) is interpolated to the 32x32
 # grid of 512 px crops when the checkpoint is loaded (mmpretrain's ViT).

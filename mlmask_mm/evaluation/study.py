@@ -40,18 +40,23 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config, DictAction
 
-#: the repository root (tools/ and configs/ live beside the package)
+from ..paths import config_path, tool_path
+
+#: the folder above the package: the working directory and PYTHONPATH of
+#: the steps (a checkout's root, where relative data paths start)
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-#: the tools the study calls, relative to REPO: the one place to update
-#: when tools/ is reorganised
+#: the tools the study calls, below tools/ (of the checkout, or of
+#: mlmask_mm/.mim in a wheel install: mlmask_mm.paths): the one place to
+#: update when tools/ is reorganised
 TOOLS = dict(
-    train='tools/train.py',
-    test='tools/test.py',
-    convert='tools/model_converters/mlmask2backbone.py',
-    fewshot='tools/analysis_tools/fewshot.py',
+    train='train.py',
+    test='test.py',
+    convert='model_converters/mlmask2backbone.py',
+    fewshot='analysis_tools/fewshot.py',
 )
+#: below configs/
 DEFAULT_PROBE = osp.join(
-    'configs', 'benchmarks', 'vit-tiny-p2_1xb256-linear-coslr-90e_cifar10.py')
+    'benchmarks', 'vit-tiny-p2_1xb256-linear-coslr-90e_cifar10.py')
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
                     '.tiff', '.webp')
 #: schedule / hook fields compressed with the run's length
@@ -63,12 +68,11 @@ _UNSAFE = re.compile(r'[\s,\[\]()\'"]')
 
 
 def tool(name: str) -> str:
-    """Absolute path of one of :data:`TOOLS`."""
-    path = osp.join(REPO, TOOLS[name])
-    if not osp.isfile(path):
-        raise FileNotFoundError(
-            f'{path} does not exist: update TOOLS in {__file__}')
-    return path
+    """Absolute path of one of :data:`TOOLS`, in the installed tools/."""
+    try:
+        return tool_path(TOOLS[name])
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f'{e}: update TOOLS in {__file__}') from e
 
 
 # ------------------------------------------------------------------ data
@@ -599,7 +603,7 @@ class Study:
             raise ValueError(f'--{self.budget_unit} must be positive, got '
                              f'{self.budget}')
         self.probe = osp.abspath(args.probe_config or
-                                 osp.join(REPO, DEFAULT_PROBE))
+                                 config_path(DEFAULT_PROBE))
         if 'linear' in args.probes and not osp.isfile(self.probe):
             raise FileNotFoundError(f'--probe-config {self.probe} does not '
                                     'exist')
@@ -992,7 +996,7 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     p.add_argument('--probes', nargs='*', choices=('linear', 'fewshot'),
                    default=['linear', 'fewshot'])
     p.add_argument('--probe-config', help='linear-probe recipe (default: '
-                   f'{DEFAULT_PROBE})')
+                   f'configs/{DEFAULT_PROBE})')
     p.add_argument('--probe-epochs', type=int,
                    help='linear-probe epochs (default: the recipe\'s; its '
                    'schedule is compressed to them)')

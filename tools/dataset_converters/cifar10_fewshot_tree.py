@@ -1,16 +1,17 @@
 """Link the CIFAR-10 class folders into the train/ + test/ tree of
 tools/analysis_tools/fewshot.py, following the project's split.
 
-The shared archive has ``train/<class>/0000.jpg`` ... ``4999.jpg``; files
+The class folders ``train/<class>/0000.png`` ... ``4999.png`` (made by
+cifar_to_folders.py from the official archive, docs/data.md); files
 0000-4499 are the project's `train` split, 4500-4999 `val` (never used for
 pretraining, the split to report on; see tools/dataset_converters/
 cifar10_split.py).  This writes symbolic links::
 
-    DST/train/<class>/NNNN.jpg   files --train-range (default 0000-4499)
-    DST/test/<class>/NNNN.jpg    files --test-range  (default 4500-4999)
+    DST/train/<class>/NNNN.png   files --train-range (default 0000-4499)
+    DST/test/<class>/NNNN.png    files --test-range  (default 4500-4999)
 
-    mkdir -p data/cifar10
-    tar xzf ../shared/data/cifar10/train.tar.gz -C data/cifar10
+    python tools/dataset_converters/cifar_to_folders.py \\
+        cifar-10-python.tar.gz data/cifar10
     python tools/dataset_converters/cifar10_fewshot_tree.py \\
         data/cifar10/train data/cifar10_fewshot
 """

@@ -1,7 +1,10 @@
-"""Write the train/val annotation lists of the CIFAR-10 class folders.
+"""Write the train/val annotation lists of CIFAR-10 class folders you have.
 
-The shared CIFAR-10 archive holds 5,000 training images per class,
-``train/<class>/0000.jpg`` ... ``4999.jpg``.  This project's split:
+For class folders of the 5,000 training images per class,
+``train/<class>/0000.jpg`` ... ``4999.jpg`` (or ``.png``), e.g. a JPEG copy
+packed as a tarball.  From the official ``cifar-10-python.tar.gz`` use
+``cifar_to_folders.py`` instead, which writes the same lists itself.  This
+project's split:
 
 * ``train``: files 0000-4499 of each class (45,000 images), for pretraining;
 * ``val``: files 4500-4999 of each class (5,000 images), held out (never
@@ -12,7 +15,7 @@ written as annotation lists (``<class>/<file> <label>`` per line, labels in
 sorted class order), which ``ann_file`` reads::
 
     mkdir -p data/cifar10
-    tar xzf ../shared/data/cifar10/train.tar.gz -C data/cifar10
+    tar xzf my_cifar10_folders.tar.gz -C data/cifar10   # -> data/cifar10/train/
     python tools/dataset_converters/cifar10_split.py data/cifar10
     # -> data/cifar10/meta/train.txt (45,000 lines), meta/val.txt (5,000)
 """
@@ -42,8 +45,8 @@ def split_lists(image_dir: str, train_last: int = TRAIN_LAST,
     for label, name in enumerate(CLASSES):
         folder = osp.join(image_dir, name)
         if not osp.isdir(folder):
-            raise ValueError(f'{folder} is missing: extract the archive '
-                             'first (see this script\'s docstring)')
+            raise ValueError(f'{folder} is missing: extract the class '
+                             'folders first (see this script\'s docstring)')
         files = sorted(os.listdir(folder))
         bad = [f for f in files if not _NAME.match(f)]
         if bad:

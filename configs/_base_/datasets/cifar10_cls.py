@@ -2,8 +2,7 @@
 # trains on the project's `train` split (files 0000-4499 of each class),
 # reports on `val` (files 4500-4999, never used for pretraining or
 # selection), 32 px, the normalisation of the CIFAR-10 pretraining configs.
-# Prepare once as in cifar10_mae.py:
-#   python tools/dataset_converters/cifar10_split.py data/cifar10
+# Prepare once as in cifar10_mae.py (docs/data.md).
 #
 # A config inherits this file beside an mmpretrain recipe, which already
 # defines train_dataloader etc. (mmengine refuses a key in two bases): so the

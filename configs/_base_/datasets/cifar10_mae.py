@@ -1,11 +1,11 @@
-# CIFAR-10 for pretraining: the `train` split of the shared archive (files
-# 0000-4499 of each class; 4500-4999 = `val`, kept for evaluation and never
-# read here), 32 px, the demo's augmentation.  Prepare once:
-#   mkdir -p data/cifar10
-#   tar xzf ../shared/data/cifar10/train.tar.gz -C data/cifar10
-#   python tools/dataset_converters/cifar10_split.py data/cifar10
-# which gives data/cifar10/train/<class>/NNNN.jpg and data/cifar10/meta/
-# {train,val}.txt.
+# CIFAR-10 for pretraining: the `train` split (files 0000-4499 of each
+# class; 4500-4999 = `val`, kept for evaluation and never read here), 32 px,
+# the demo's augmentation.  Prepare once from the official archive
+# (docs/data.md):
+#   python tools/dataset_converters/cifar_to_folders.py \
+#       cifar-10-python.tar.gz data/cifar10
+# which gives data/cifar10/train/<class>/NNNN.png and data/cifar10/meta/
+# {train,val,test}.txt.
 _base_ = ['./cifar10_demo_mae.py']
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
                    'frog', 'horse', 'ship', 'truck')

@@ -1,11 +1,11 @@
 # CIFAR-10 for MLO-MAE, the official code's augmentation (RandomCrop 32 with
 # 4 px padding + horizontal flip, CIFAR mean/std) at all three levels:
-# - level 1 (MAE): the `train` split of the shared archive (files 0000-4499
+# - level 1 (MAE): the `train` split of data/cifar10 (files 0000-4499
 #   per class; see cifar10_mae.py for the one-time preparation);
 # - levels 2 and 3: the same images split 80/20 per class, seed 0
 #   (work_dir/mlo_split/);
 # - stage-II evaluation (val_dataloader): `val`, files 4500-4999 of the
-#   training archive, held out from everything else (the loop stops with an
+#   training images, held out from everything else (the loop stops with an
 #   error if levels 2/3 share an image with it).  The official test set only
 #   when named: val_dataloader.dataset=<a CIFAR-10 test dataset>.
 _base_ = ['./cifar10_mae.py', './mlo_labelled_split.py']

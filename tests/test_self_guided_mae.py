@@ -154,6 +154,44 @@ def test_balanced_sample_is_seeded_and_balanced():
 
 
 # --------------------------------------------- generation modes and state
+def test_state_is_tensors_and_round_trips_bit_exact(tmp_path):
+    """The state in ``state_dict()`` is tensors only (mmengine's Runner
+    broadcasts every entry after init_weights; ``broadcast`` takes nothing
+    else) and comes back bit-exact through a weights_only load."""
+    from mmengine.dist.utils import cast_data_device
+    from test_self_guided import tiny_sg
+    model = tiny_sg().float()
+    fresh = model.state_dict()
+    assert all(isinstance(v, torch.Tensor) for v in fresh.values())
+    for v in fresh.values():  # what mmengine.dist.broadcast does to each
+        cast_data_device(v, torch.device('cpu')).contiguous()
+    model.decide(1, 0.6, 0.4)
+    model.decide(2, 0.4 + 1e-13, 0.6 - 1e-13)
+    model.start_informed(2, 7)
+    model.set_clock(9, 20)
+    model.new_cache(3)
+    model.store_relevance(torch.arange(3), torch.rand(3, 16) * 1e-3 + 1, 2)
+    path = tmp_path / 'state.pth'
+    torch.save(model.state_dict(), path)
+    other = tiny_sg().float()
+    assert not other.informed
+    other.load_state_dict(torch.load(path, weights_only=True))
+    for name in ('switch_at', 'switch_iter', 'seen_below', 'history',
+                 '_clock', 'hint_ratio'):
+        assert getattr(other, name) == getattr(model, name), name
+    assert other.hint_ratio == model.hint_ratio != model.hint_schedule[0]
+    for k, v in model.cache.state().items():
+        assert torch.equal(other.cache.state()[k], v), k
+    assert other.cache.generated_at == 2 and other.cache.refreshes == 1
+    # a checkpoint without the state (e.g. plain MAE weights) starts fresh
+    plain = {k: v for k, v in model.state_dict().items()
+             if not k.startswith('sg_state.')}
+    third = tiny_sg().float()
+    missing, unexpected = third.load_state_dict(plain, strict=False)
+    assert sorted(missing) == ['sg_state.history', 'sg_state.switch']
+    assert not unexpected and not third.informed and third.cache is None
+
+
 @pytest.mark.slow
 def test_state_is_saved_and_resumed(image_folder, tmp_path, monkeypatch):
     """The switch, the history and the relevance generated at T survive a
@@ -165,9 +203,12 @@ def test_state_is_saved_and_resumed(image_folder, tmp_path, monkeypatch):
     model = run(cfg).model
     assert generated == [2] and model.switch_at == 3
     ckpt = torch.load(osp.join(work, 'iter_4.pth'), weights_only=True)
-    state = ckpt['state_dict']['_extra_state']
-    assert state['switch_at'] == 3 and len(state['history']) == 4
-    torch.testing.assert_close(state['cache']['maps'], model.cache.maps)
+    state = {k[len('sg_state.'):]: v for k, v in ckpt['state_dict'].items()
+             if k.startswith('sg_state.')}
+    # tensors only (mmengine's post-init broadcast takes nothing else)
+    assert all(isinstance(v, torch.Tensor) for v in ckpt['state_dict'].values())
+    assert state['switch'][:2].tolist() == [3, 3] and len(state['history']) == 4
+    assert torch.equal(state['cache_maps'], model.cache.maps)
     generated.clear()
     cfg = sg_config(image_folder, work, max_iters=6,
                     switch=dict(criterion='fixed', start=3))

@@ -70,17 +70,22 @@ class RelevanceCache:
         self.generated_at = None  # progress (epoch / iteration) of the last
 
     def state(self) -> dict:
-        """Plain tensors and ints (checkpoints load with weights_only)."""
-        return dict(maps=self.maps, filled=self.filled,
-                    refreshes=self.refreshes, generated_at=self.generated_at)
+        """Tensors only (mmengine broadcasts every state_dict entry;
+        checkpoints load with weights_only): the maps, which images are
+        filled, and int64 (refreshes, generated_at or −1)."""
+        return dict(maps=self.maps, filled=self.filled, info=torch.tensor(
+            [self.refreshes,
+             -1 if self.generated_at is None else self.generated_at],
+            dtype=torch.long))
 
     @classmethod
     def from_state(cls, state: dict) -> 'RelevanceCache':
         cache = cls(0, state['maps'].shape[1:])
         cache.maps = state['maps'].to('cpu', torch.float16)
         cache.filled = state['filled'].to('cpu', torch.bool)
-        cache.refreshes = int(state['refreshes'])
-        cache.generated_at = state['generated_at']
+        refreshes, generated_at = state['info'].tolist()
+        cache.refreshes = int(refreshes)
+        cache.generated_at = None if generated_at < 0 else int(generated_at)
         return cache
 
     @property

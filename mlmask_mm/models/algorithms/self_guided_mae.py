@@ -26,8 +26,8 @@ ones, revealing a share h of them as hints.
 The hint ratio h is owned here: h = h_T at T, decaying linearly to
 h_end at the last iteration, h(t) = h_T + (h_end − h_T) (t − t_T) /
 (t_max − t_T) in iterations.  The switch, the measurement history and the
-relevance cache are this module's state, saved in checkpoints
-(``get_extra_state``).  :class:`~mlmask_mm.engine.hooks.SelfGuidedHook`
+relevance cache are this module's state, saved in checkpoints as plain
+tensors (``sg_state.*`` in ``state_dict()``, :meth:`state_tensors`).  :class:`~mlmask_mm.engine.hooks.SelfGuidedHook`
 drives it from the runner through :meth:`check_due`, :meth:`measure_rates`,
 :meth:`decide`, :meth:`start_informed`, :meth:`generation_due`,
 :meth:`image_relevance`, :meth:`store_relevance` and :meth:`set_clock`.
@@ -167,7 +167,7 @@ class SelfGuidedMAE(MaskedMAE):
         self.measurement = dict(num_images=256, seed=0)
         _check_keys('measurement', measurement or {}, self.measurement)
         self.measurement.update(measurement or {})
-        # state (get_extra_state)
+        # state (state_tensors)
         self.switch_at: Optional[int] = None   # T, in switch units
         self.switch_iter: Optional[int] = None  # T, in iterations
         self.seen_below = False
@@ -185,22 +185,68 @@ class SelfGuidedMAE(MaskedMAE):
     def progress_unit(self) -> str:
         return 'epoch' if self.switch['by_epoch'] else 'iteration'
 
-    def get_extra_state(self) -> dict:
-        return dict(
-            switch_at=self.switch_at, switch_iter=self.switch_iter,
-            seen_below=self.seen_below,
-            history=torch.tensor(self.history, dtype=torch.float64).reshape(
-                -1, 3),
-            cache=None if self.cache is None else self.cache.state())
+    # The state is saved as plain tensors under ``sg_state.*`` keys of
+    # ``state_dict()`` (not one ``_extra_state`` object): mmengine's Runner
+    # broadcasts every state_dict entry after ``init_weights`` in
+    # distributed runs, and its ``broadcast`` takes tensors only.  They are
+    # not buffers, so DDP does not broadcast the cache at every step.
+    STATE_PREFIX = 'sg_state.'
 
-    def set_extra_state(self, state: dict) -> None:
-        self.switch_at = state['switch_at']
-        self.switch_iter = state['switch_iter']
-        self.seen_below = bool(state['seen_below'])
+    def state_tensors(self) -> Dict[str, torch.Tensor]:
+        """The switch, the history, the clock and the cache as tensors.
+
+        ``switch``: int64 (switch_at, switch_iter, seen_below, iteration,
+        max_iters), −1 for "not yet"; ``history``: float64 n x 3
+        (progress, R_VO, R_MO); ``cache_*`` only once a cache exists.
+        """
+        out = dict(
+            switch=torch.tensor([
+                -1 if self.switch_at is None else self.switch_at,
+                -1 if self.switch_iter is None else self.switch_iter,
+                int(self.seen_below), *self._clock], dtype=torch.long),
+            history=torch.tensor(self.history, dtype=torch.float64).reshape(
+                -1, 3))
+        if self.cache is not None:
+            out.update({f'cache_{k}': v for k, v in
+                        self.cache.state().items()})
+        return out
+
+    def load_state_tensors(self, state: Dict[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`state_tensors`."""
+        switch_at, switch_iter, seen_below, it, max_iters = \
+            state['switch'].tolist()
+        self.switch_at = None if switch_at < 0 else int(switch_at)
+        self.switch_iter = None if switch_iter < 0 else int(switch_iter)
+        self.seen_below = bool(seen_below)
+        self._clock = (int(it), int(max_iters))
         self.history = [(int(p), float(a), float(b))
                         for p, a, b in state['history'].tolist()]
-        self.cache = None if state['cache'] is None else \
-            RelevanceCache.from_state(state['cache'])
+        cache = {k[len('cache_'):]: v for k, v in state.items()
+                 if k.startswith('cache_')}
+        self.cache = RelevanceCache.from_state(cache) if cache else None
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        for name, value in self.state_tensors().items():
+            destination[prefix + self.STATE_PREFIX + name] = value
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        head = prefix + self.STATE_PREFIX
+        mine = {k[len(head):]: state_dict.pop(k)
+                for k in [k for k in state_dict if k.startswith(head)]}
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if not mine:  # e.g. a plain MAE checkpoint: the state starts fresh
+            missing_keys += [head + 'switch', head + 'history']
+            return
+        try:
+            self.load_state_tensors(mine)
+        except (KeyError, ValueError, RuntimeError) as err:
+            error_msgs.append(f'SelfGuidedMAE: cannot restore its state from '
+                              f'{sorted(head + k for k in mine)}: {err!r}')
 
     # ----------------------------------------------------------- hint ratio
     def set_clock(self, iteration: int, max_iters: int) -> None:

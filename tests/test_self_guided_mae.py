@@ -439,3 +439,100 @@ def test_analysis_tool_on_the_imagenet_config(tmp_path):
     assert metrics['num_images'] == 4
     assert abs(sum(metrics['exploitation'][0][k] for k in ('R_VO', 'R_MO'))
                - 1) < 1e-5
+
+
+# ------------------------------------------------ what the switch measures
+def test_rates_are_measured_at_the_last_of_two_decoder_layers():
+    """measure_rates returns the rollout's rates at the LAST decoder layer
+    (the paper's R at the output), not the first: a two-layer decoder whose
+    layers give different rates."""
+    from mlmask_mm.models.algorithms.exploitation import \
+        decoder_attention_rates
+    from mlmask_mm.models.maskers.base import mask_from_ranking, num_visible
+    from test_masked_mae import model_cfg
+    cfg = model_cfg(algorithm='SelfGuidedMAE')
+    cfg['neck'].update(decoder_depth=2)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg).double().eval()
+    # peaked attention in the first layer: the layers' rates differ clearly
+    model.neck.decoder_blocks[0].attn.qkv.weight.data.mul_(10)
+    inputs = torch.randn(6, 3, 16, 16, dtype=torch.float64)
+    sums = model.measure_rates(inputs)
+    assert sums[2] == 6
+    # the same seeded random masks (measurement.seed), every layer's rates
+    tokens = model.backbone.embed(inputs)
+    torch.manual_seed(model.measurement['seed'])
+    noise = torch.rand(6, tokens.shape[1])
+    result = mask_from_ranking(noise, num_visible(tokens.shape[1], 0.75))
+    layers = decoder_attention_rates(model, tokens, result)
+    assert len(layers) == 2
+    first, last = ([float(r[k].sum()) for k in ('R_VO', 'R_MO')]
+                   for r in (layers[0], layers[-1]))
+    assert abs(first[0] - last[0]) > 0.05  # the layers differ
+    assert sums[:2].tolist() == pytest.approx(last, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_generation_and_measurement_see_whole_images_and_logs(tmp_path,
+                                                              monkeypatch):
+    """The relevance generation pass and the rate measurement read every
+    image whole (resized to the input size: no random crop, no flip); once
+    informed, ``mask_specificity`` is logged every iteration; near-uniform
+    features are warned about once per pass, naming the layer and the
+    share of images."""
+    import glob
+
+    import mmcv
+    from conftest import make_image_folder
+    root = make_image_folder(str(tmp_path / 'img'), size=24)  # resized
+    seen = {'relevance': [], 'rates': []}
+    real_rel, real_rates = SelfGuidedMAE.image_relevance, \
+        SelfGuidedMAE.measure_rates
+
+    def image_relevance(self, inputs, *args, **kwargs):
+        seen['relevance'].append(inputs.clone())
+        return real_rel(self, inputs, *args, **kwargs)
+
+    def measure_rates(self, inputs):
+        seen['rates'].append(inputs.clone())
+        return real_rates(self, inputs)
+
+    monkeypatch.setattr(SelfGuidedMAE, 'image_relevance', image_relevance)
+    monkeypatch.setattr(SelfGuidedMAE, 'measure_rates', measure_rates)
+    work = str(tmp_path / 'w')
+    cfg = sg_config(root, work, max_iters=4,
+                    switch=dict(criterion='fixed', start=2),
+                    ncut=dict(degenerate_cos=-1.0))  # every image counts
+    runner = run(cfg)
+    hook = next(h for h in runner.hooks if isinstance(h, SelfGuidedHook))
+    dataset = runner.train_dataloader.dataset
+    prep = runner.model.data_preprocessor
+
+    def whole(i):  # the file, resized whole as the config's crop would
+        img = mmcv.imread(dataset.get_data_info(i)['img_path'])
+        img = mmcv.imresize(img, (16, 16), interpolation='bicubic',
+                            backend='pillow')
+        x = torch.from_numpy(img[..., ::-1].copy()).permute(2, 0, 1).float()
+        return (x - prep.mean.view(3, 1, 1)) / prep.std.view(3, 1, 1)
+
+    generated = torch.cat(seen['relevance'])
+    assert len(generated) == len(dataset) == 16
+    for i in range(16):  # the pass reads the indices in order
+        torch.testing.assert_close(generated[i], whole(i), atol=1e-4,
+                                   rtol=0)
+    sample = [int(s.sample_idx) for s in hook._batch['data_samples']]
+    assert len(seen['rates']) == 4  # a check after every iteration
+    for inputs in seen['rates']:
+        for k, i in enumerate(sample):
+            torch.testing.assert_close(inputs[k], whole(i), atol=1e-4,
+                                       rtol=0)
+    # mask_specificity: the two informed iterations (2, 3), not before
+    history = runner.message_hub.get_scalar('train/mask_specificity')
+    assert len(history.data[0]) == 2
+    assert all(0 <= v <= 2 for v in history.data[0])
+    log = open(glob.glob(osp.join(work, '*', '*.log'))[0]).read()
+    warned = [line for line in log.splitlines() if 'near-uniform' in line]
+    assert len(warned) == 1, warned  # one pass, one warning
+    assert 'A(XW^V) of encoder block -2' in warned[0]
+    assert 'in 100.0% of 16 images' in warned[0]
+    assert 'mask_specificity' in log

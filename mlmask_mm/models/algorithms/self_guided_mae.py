@@ -37,14 +37,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from mmpretrain.structures import DataSample
 
+from mlmask_mm.evaluation.mask_specificity import mask_specificity
 from mlmask_mm.registry import MODELS
 from ..maskers.base import mask_from_ranking, num_visible
 from ..maskers.self_guided_masker import InformedMaskContext
 from .exploitation import decoder_attention_rates
 from .masked_mae import MaskedMAE
-from .relevance_cache import RelevanceCache
+from .relevance_cache import RelevanceCache, normalise
 from .self_guided_ncut import (SolverLog, affinity, fiedler_vector,
-                               object_relevance)
+                               fiedler_vector_exact, mean_token_cosine,
+                               object_relevance, spectrum_floor)
 
 GENERATIONS = ('once', 'refresh', 'iteration')
 FEATURES = ('values', 'blocks')
@@ -73,9 +75,13 @@ class SelfGuidedMAE(MaskedMAE):
         feature_layer: encoder block of the features (negative = from the
             end; -2: the second-to-last, the paper's choice).
         ncut: ``tau`` (graph threshold, 0: fully connected with negative
-            similarities clamped), ``eps`` and the solver's ``tol``,
-            ``max_iters``, ``patience``, ``block``, ``power_steps``
-            (:func:`~.self_guided_ncut.fiedler_vector`).
+            similarities clamped), ``eps``, the iterative solver's ``tol``
+            (relative to the Ritz gap), ``max_iters``, ``patience``,
+            ``block``, ``power_steps``
+            (:func:`~.self_guided_ncut.fiedler_vector`; the generation
+            pass solves exactly) and ``degenerate_cos``: a mean token
+            cosine above it counts an image's features as near-uniform
+            (warned once per generation pass).
         generation: ``'once'``, ``'refresh'`` or ``'iteration'``.
         refresh_interval: k, in ``switch.by_epoch`` units, for ``'refresh'``.
         switch: ``criterion`` (``'crossing'`` or ``'fixed'``), ``by_epoch``,
@@ -122,7 +128,8 @@ class SelfGuidedMAE(MaskedMAE):
                              f'is not a block of the {depth}-block encoder')
         self.features, self.feature_layer = features, feature_layer
         self.ncut = dict(tau=0.0, eps=1e-5, tol=1e-4, max_iters=500,
-                         patience=48, block=4, power_steps=3)
+                         patience=48, block=4, power_steps=3,
+                         degenerate_cos=0.99)
         _check_keys('ncut', ncut or {}, self.ncut)
         self.ncut.update(ncut or {})
         if generation not in GENERATIONS:
@@ -174,6 +181,8 @@ class SelfGuidedMAE(MaskedMAE):
         self.history: List[Tuple[int, float, float]] = []
         self.cache: Optional[RelevanceCache] = None
         self.solver_log: Optional[SolverLog] = None  # of the last solve
+        # mean token cosine of the last solve's features, per image
+        self.feature_cosine: Optional[torch.Tensor] = None
         self._clock = (0, 1)  # (iteration, max_iters) for the hint ratio
 
     # ---------------------------------------------------------------- state
@@ -338,23 +347,47 @@ class SelfGuidedMAE(MaskedMAE):
 
     @torch.no_grad()
     def relevance_from_features(self, features: torch.Tensor,
-                                warn: bool = True) -> torch.Tensor:
-        """S (B x L, float32) of B x L x C features; keeps the solver log."""
-        x = features.float()
+                                warn: bool = True,
+                                exact: bool = False) -> torch.Tensor:
+        """S (B x L) of B x L x C features; keeps the solver log and the
+        features' mean token cosine.
+
+        ``exact``: the Fiedler vector by a float64 ``eigh`` (S in float64;
+        the generation pass), else by subspace iteration in float32 from
+        the spectrum floor (every view with ``generation='iteration'``).
+        """
         c = self.ncut
+        x = features.double() if exact else features.float()
         with torch.autocast(x.device.type, enabled=False):
-            y1, self.solver_log = fiedler_vector(
-                affinity(x, c['tau'], c['eps']), c['tol'], c['max_iters'],
-                block=c['block'], power_steps=c['power_steps'],
-                patience=c['patience'], warn=warn)
+            self.feature_cosine = mean_token_cosine(x).float().cpu()
+            W = affinity(x, c['tau'], c['eps'])
+            if exact:
+                y1, self.solver_log = fiedler_vector_exact(W)
+            else:
+                y1, self.solver_log = fiedler_vector(
+                    W, c['tol'], c['max_iters'], block=c['block'],
+                    power_steps=c['power_steps'], patience=c['patience'],
+                    floor=spectrum_floor(x, W), warn=warn)
             return object_relevance(x, y1)
 
+    @property
+    def degenerate(self) -> torch.Tensor:
+        """Per image of the last solve: features near-uniform (mean token
+        cosine above ``ncut.degenerate_cos``)."""
+        return self.feature_cosine > self.ncut['degenerate_cos']
+
+    def describe_features(self) -> str:
+        """Which features the cut reads, for log messages."""
+        what = 'A(XW^V)' if self.features == 'values' else 'output'
+        return f'{what} of encoder block {self.feature_layer}'
+
     @torch.no_grad()
-    def image_relevance(self, inputs: torch.Tensor,
-                        warn: bool = True) -> torch.Tensor:
+    def image_relevance(self, inputs: torch.Tensor, warn: bool = True,
+                        exact: bool = False) -> torch.Tensor:
         """S of whole (preprocessed) images, B x L."""
         tokens = self.backbone.embed(inputs)
-        return self.relevance_from_features(self.token_features(tokens), warn)
+        return self.relevance_from_features(self.token_features(tokens),
+                                            warn, exact)
 
     def generation_due(self, progress: int) -> bool:
         """Whether the cache must be (re)computed before this iteration."""
@@ -369,10 +402,15 @@ class SelfGuidedMAE(MaskedMAE):
         self.cache = RelevanceCache(num_images,
                                     tuple(self.backbone.patch_resolution))
 
-    def store_relevance(self, indices: torch.Tensor, maps: torch.Tensor,
+    def store_relevance(self, indices: torch.Tensor, maps,
                         progress: int) -> None:
-        """Keep a whole generation pass (every image) under ``progress``."""
-        self.cache.store(indices, maps)
+        """Keep a whole generation pass (every image) under ``progress``:
+        ``maps`` is B x L relevance or its
+        :func:`~.relevance_cache.encode` triple."""
+        if isinstance(maps, torch.Tensor):
+            self.cache.store(indices, maps)
+        else:
+            self.cache.store_encoded(indices, *maps)
         if not bool(self.cache.filled.all()):
             missing = (~self.cache.filled).nonzero().squeeze(-1)
             raise RuntimeError(f'relevance generation left '
@@ -391,8 +429,9 @@ class SelfGuidedMAE(MaskedMAE):
                                        self.mask_context(data_samples))
         grid = tuple(self.backbone.patch_resolution)
         if self.generation == 'iteration':
-            relevance = self.relevance_from_features(
-                self.token_features(tokens))
+            # S̃, normalised per image as the cached modes store it
+            relevance = normalise(self.relevance_from_features(
+                self.token_features(tokens)))[0].float()
         else:
             if self.cache is None:
                 raise RuntimeError(
@@ -407,11 +446,19 @@ class SelfGuidedMAE(MaskedMAE):
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
-        losses = super().loss(inputs, data_samples, **kwargs)
-        if self.informed and self.generation == 'iteration' and \
-                self.solver_log is not None:
+        """MAE's loss; once informed, also logs (not optimised, plain
+        tensors without grad) ``mask_specificity`` of the batch's masks and,
+        with ``generation='iteration'``, the solver's products, cap share
+        and the share of near-uniform features."""
+        tokens, result = self.mask(inputs, data_samples)
+        pred = self.reconstruct(tokens, result)
+        losses = dict(loss=self.head.loss(pred, inputs, result.mask))
+        if not self.informed:
+            return losses
+        losses['mask_specificity'] = mask_specificity(result.mask)
+        if self.generation == 'iteration' and self.solver_log is not None:
             s = self.solver_log.summary()
-            # logged, not optimised: plain tensors without grad
             losses['sg_solver_products'] = torch.tensor(s['products_mean'])
             losses['sg_solver_cap_share'] = torch.tensor(s['cap_share'])
+            losses['sg_degenerate_share'] = self.degenerate.float().mean()
         return losses

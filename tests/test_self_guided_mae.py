@@ -154,6 +154,44 @@ def test_balanced_sample_is_seeded_and_balanced():
 
 
 # --------------------------------------------- generation modes and state
+def test_state_is_tensors_and_round_trips_bit_exact(tmp_path):
+    """The state in ``state_dict()`` is tensors only (mmengine's Runner
+    broadcasts every entry after init_weights; ``broadcast`` takes nothing
+    else) and comes back bit-exact through a weights_only load."""
+    from mmengine.dist.utils import cast_data_device
+    from test_self_guided import tiny_sg
+    model = tiny_sg().float()
+    fresh = model.state_dict()
+    assert all(isinstance(v, torch.Tensor) for v in fresh.values())
+    for v in fresh.values():  # what mmengine.dist.broadcast does to each
+        cast_data_device(v, torch.device('cpu')).contiguous()
+    model.decide(1, 0.6, 0.4)
+    model.decide(2, 0.4 + 1e-13, 0.6 - 1e-13)
+    model.start_informed(2, 7)
+    model.set_clock(9, 20)
+    model.new_cache(3)
+    model.store_relevance(torch.arange(3), torch.rand(3, 16) * 1e-3 + 1, 2)
+    path = tmp_path / 'state.pth'
+    torch.save(model.state_dict(), path)
+    other = tiny_sg().float()
+    assert not other.informed
+    other.load_state_dict(torch.load(path, weights_only=True))
+    for name in ('switch_at', 'switch_iter', 'seen_below', 'history',
+                 '_clock', 'hint_ratio'):
+        assert getattr(other, name) == getattr(model, name), name
+    assert other.hint_ratio == model.hint_ratio != model.hint_schedule[0]
+    for k, v in model.cache.state().items():
+        assert torch.equal(other.cache.state()[k], v), k
+    assert other.cache.generated_at == 2 and other.cache.refreshes == 1
+    # a checkpoint without the state (e.g. plain MAE weights) starts fresh
+    plain = {k: v for k, v in model.state_dict().items()
+             if not k.startswith('sg_state.')}
+    third = tiny_sg().float()
+    missing, unexpected = third.load_state_dict(plain, strict=False)
+    assert sorted(missing) == ['sg_state.history', 'sg_state.switch']
+    assert not unexpected and not third.informed and third.cache is None
+
+
 @pytest.mark.slow
 def test_state_is_saved_and_resumed(image_folder, tmp_path, monkeypatch):
     """The switch, the history and the relevance generated at T survive a
@@ -165,9 +203,12 @@ def test_state_is_saved_and_resumed(image_folder, tmp_path, monkeypatch):
     model = run(cfg).model
     assert generated == [2] and model.switch_at == 3
     ckpt = torch.load(osp.join(work, 'iter_4.pth'), weights_only=True)
-    state = ckpt['state_dict']['_extra_state']
-    assert state['switch_at'] == 3 and len(state['history']) == 4
-    torch.testing.assert_close(state['cache']['maps'], model.cache.maps)
+    state = {k[len('sg_state.'):]: v for k, v in ckpt['state_dict'].items()
+             if k.startswith('sg_state.')}
+    # tensors only (mmengine's post-init broadcast takes nothing else)
+    assert all(isinstance(v, torch.Tensor) for v in ckpt['state_dict'].values())
+    assert state['switch'][:2].tolist() == [3, 3] and len(state['history']) == 4
+    assert torch.equal(state['cache_maps'], model.cache.maps)
     generated.clear()
     cfg = sg_config(image_folder, work, max_iters=6,
                     switch=dict(criterion='fixed', start=3))
@@ -398,3 +439,100 @@ def test_analysis_tool_on_the_imagenet_config(tmp_path):
     assert metrics['num_images'] == 4
     assert abs(sum(metrics['exploitation'][0][k] for k in ('R_VO', 'R_MO'))
                - 1) < 1e-5
+
+
+# ------------------------------------------------ what the switch measures
+def test_rates_are_measured_at_the_last_of_two_decoder_layers():
+    """measure_rates returns the rollout's rates at the LAST decoder layer
+    (the paper's R at the output), not the first: a two-layer decoder whose
+    layers give different rates."""
+    from mlmask_mm.models.algorithms.exploitation import \
+        decoder_attention_rates
+    from mlmask_mm.models.maskers.base import mask_from_ranking, num_visible
+    from test_masked_mae import model_cfg
+    cfg = model_cfg(algorithm='SelfGuidedMAE')
+    cfg['neck'].update(decoder_depth=2)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg).double().eval()
+    # peaked attention in the first layer: the layers' rates differ clearly
+    model.neck.decoder_blocks[0].attn.qkv.weight.data.mul_(10)
+    inputs = torch.randn(6, 3, 16, 16, dtype=torch.float64)
+    sums = model.measure_rates(inputs)
+    assert sums[2] == 6
+    # the same seeded random masks (measurement.seed), every layer's rates
+    tokens = model.backbone.embed(inputs)
+    torch.manual_seed(model.measurement['seed'])
+    noise = torch.rand(6, tokens.shape[1])
+    result = mask_from_ranking(noise, num_visible(tokens.shape[1], 0.75))
+    layers = decoder_attention_rates(model, tokens, result)
+    assert len(layers) == 2
+    first, last = ([float(r[k].sum()) for k in ('R_VO', 'R_MO')]
+                   for r in (layers[0], layers[-1]))
+    assert abs(first[0] - last[0]) > 0.05  # the layers differ
+    assert sums[:2].tolist() == pytest.approx(last, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_generation_and_measurement_see_whole_images_and_logs(tmp_path,
+                                                              monkeypatch):
+    """The relevance generation pass and the rate measurement read every
+    image whole (resized to the input size: no random crop, no flip); once
+    informed, ``mask_specificity`` is logged every iteration; near-uniform
+    features are warned about once per pass, naming the layer and the
+    share of images."""
+    import glob
+
+    import mmcv
+    from conftest import make_image_folder
+    root = make_image_folder(str(tmp_path / 'img'), size=24)  # resized
+    seen = {'relevance': [], 'rates': []}
+    real_rel, real_rates = SelfGuidedMAE.image_relevance, \
+        SelfGuidedMAE.measure_rates
+
+    def image_relevance(self, inputs, *args, **kwargs):
+        seen['relevance'].append(inputs.clone())
+        return real_rel(self, inputs, *args, **kwargs)
+
+    def measure_rates(self, inputs):
+        seen['rates'].append(inputs.clone())
+        return real_rates(self, inputs)
+
+    monkeypatch.setattr(SelfGuidedMAE, 'image_relevance', image_relevance)
+    monkeypatch.setattr(SelfGuidedMAE, 'measure_rates', measure_rates)
+    work = str(tmp_path / 'w')
+    cfg = sg_config(root, work, max_iters=4,
+                    switch=dict(criterion='fixed', start=2),
+                    ncut=dict(degenerate_cos=-1.0))  # every image counts
+    runner = run(cfg)
+    hook = next(h for h in runner.hooks if isinstance(h, SelfGuidedHook))
+    dataset = runner.train_dataloader.dataset
+    prep = runner.model.data_preprocessor
+
+    def whole(i):  # the file, resized whole as the config's crop would
+        img = mmcv.imread(dataset.get_data_info(i)['img_path'])
+        img = mmcv.imresize(img, (16, 16), interpolation='bicubic',
+                            backend='pillow')
+        x = torch.from_numpy(img[..., ::-1].copy()).permute(2, 0, 1).float()
+        return (x - prep.mean.view(3, 1, 1)) / prep.std.view(3, 1, 1)
+
+    generated = torch.cat(seen['relevance'])
+    assert len(generated) == len(dataset) == 16
+    for i in range(16):  # the pass reads the indices in order
+        torch.testing.assert_close(generated[i], whole(i), atol=1e-4,
+                                   rtol=0)
+    sample = [int(s.sample_idx) for s in hook._batch['data_samples']]
+    assert len(seen['rates']) == 4  # a check after every iteration
+    for inputs in seen['rates']:
+        for k, i in enumerate(sample):
+            torch.testing.assert_close(inputs[k], whole(i), atol=1e-4,
+                                       rtol=0)
+    # mask_specificity: the two informed iterations (2, 3), not before
+    history = runner.message_hub.get_scalar('train/mask_specificity')
+    assert len(history.data[0]) == 2
+    assert all(0 <= v <= 2 for v in history.data[0])
+    log = open(glob.glob(osp.join(work, '*', '*.log'))[0]).read()
+    warned = [line for line in log.splitlines() if 'near-uniform' in line]
+    assert len(warned) == 1, warned  # one pass, one warning
+    assert 'A(XW^V) of encoder block -2' in warned[0]
+    assert 'in 100.0% of 16 images' in warned[0]
+    assert 'mask_specificity' in log

@@ -124,8 +124,8 @@ def test_study_end_to_end_then_nothing_reruns(tiny, monkeypatch):
     # Self-Guided MAE switched to informed masks at the compressed start (2)
     sg = torch.load(osp.join(out, 'runs', 'tiny_sg', 'iters4_seed0',
                              'pretrain', 'iter_4.pth'), weights_only=True)
-    state = sg['state_dict']['_extra_state']
-    assert state['switch_at'] == 2, state
+    state = sg['state_dict']['sg_state.switch']  # (switch_at, ...)
+    assert state[0] == 2, state
 
     table = open(out / 'study.md').read()
     assert '| tiny_mae | 1 | 4 iters | 4 | 1 | 4 |' in table

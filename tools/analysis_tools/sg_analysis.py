@@ -6,8 +6,13 @@
 Writes ``metrics.json`` (feature variance σF and similarity variance σS of
 eq. 3, mean attention distance per encoder layer, exploitation rates
 R_{V→O} / R_{M→O} per decoder layer under random masks (the rollout of
-docs/self_guided_mae.md), bi-partition gap μ_intra − μ_inter, the Ncut
-solver's log),
+docs/self_guided_mae.md; ``exploitation_literal_eq6``: eq. 6 applied to
+A = B as well, and the share of images whose switch decision R_{M→O} ≥
+R_{V→O} the two readings disagree on), bi-partition gap μ_intra − μ_inter,
+the features' mean token cosine, the Ncut solver's log and the agreement of
+its split with the exact one (float64 eigh; the relevance uses the exact
+one, as the generation pass does), and how many relevance maps float16
+would make constant against the cache's per-image normalisation),
 ``metrics.png`` (those curves) and ``masks.png`` (rows: image | Ncut
 bi-partition, object cluster bright | informed mask | relevance heat map).
 Works for any MaskedMAE checkpoint of the package (every masking method)
@@ -30,10 +35,13 @@ from PIL import Image
 from mlmask_mm.evaluation import (attention_distance, bipartition_gap,
                                   feature_variance, similarity_variance)
 from mlmask_mm.evaluation.checkpoint_images import build_model, whole_images
-from mlmask_mm.models.algorithms.exploitation import decoder_attention_rates
-from mlmask_mm.models.algorithms.self_guided_ncut import (affinity,
-                                                          fiedler_vector,
-                                                          object_relevance)
+from mlmask_mm.models.algorithms.block_walk import walk_decoder
+from mlmask_mm.models.algorithms.exploitation import (SETS,
+                                                      decoder_attention_rates)
+from mlmask_mm.models.algorithms.relevance_cache import encode
+from mlmask_mm.models.algorithms.self_guided_ncut import (
+    affinity, fiedler_vector, fiedler_vector_exact, mean_token_cosine,
+    object_relevance, spectrum_floor)
 from mlmask_mm.models.maskers import (InformedMaskContext, SelfGuidedMasker,
                                       mask_from_ranking, num_visible)
 
@@ -59,6 +67,37 @@ def build(args):
     return model, whole_images(model, cfg, args.data, args.num_images)
 
 
+def literal_eq6_rates(attentions, mask):
+    """Eq. 6 read literally for all four pairs, A = B included:
+    R^(l)_{A→B} = r_{A→B} R^(l−1)_{A→A} + r_{B→B} R^(l−1)_{A→B} (so
+    R_{A→A} ← 2 r_{A→A} R_{A→A}), every R^(0) = 1, and eq. 7; the last
+    layer's per-image R_VO, R_MO.  Not mass-conserving (the rates grow
+    without bound); shown against the rollout the package uses."""
+    member = {'M': mask.to(attentions[0].dtype)}
+    member['V'] = 1 - member['M']
+    size = {k: member[k].sum(-1) for k in SETS}
+    L = mask.shape[1]
+    R = {(a, b): torch.ones_like(size['M']) for a in SETS for b in SETS}
+    for attn in attentions:
+        attn = attn / attn.sum(-1, keepdim=True)
+        to = {c: (attn * member[c].unsqueeze(1)).sum(-1) for c in SETS}
+        r = {(c, b): (to[c] * member[b]).sum(-1) / size[b]
+             for c in SETS for b in SETS}
+        R = {(a, b): r[(a, b)] * R[(a, a)] + r[(b, b)] * R[(a, b)]
+             for a in SETS for b in SETS}
+    return {f'R_{a}O': (size['M'] * R[(a, 'M')] + size['V'] * R[(a, 'V')])
+            / L for a in SETS}
+
+
+def split_agreement(y, ref):
+    """Per image, the share of patches on the same side of the mean (up to
+    the arbitrary sign)."""
+    a = y > y.mean(-1, keepdim=True)
+    b = ref > ref.mean(-1, keepdim=True)
+    same = (a == b).double().mean(-1)
+    return torch.maximum(same, 1 - same)
+
+
 @torch.no_grad()
 def analyse(model, inputs, feature_layer=-2, seed=0, features='values'):
     """All metrics as a JSON-able dict, plus what the picture needs."""
@@ -71,19 +110,32 @@ def analyse(model, inputs, feature_layer=-2, seed=0, features='values'):
     per_layer = [x[:, 1:] for x in walk.blocks]
     chosen = walk.values if features == 'values' else walk.blocks
     feats = chosen[feature_layer % len(chosen)][:, 1:].float()
-    y1, log = fiedler_vector(affinity(feats))
-    side = y1 > y1.mean(-1, keepdim=True)
-    anchor = y1.abs().argmax(-1, keepdim=True)
+    # the generation pass's exact cut, and the iterative solver against it
+    exact, _ = fiedler_vector_exact(affinity(feats.double()))
+    W = affinity(feats)
+    y1, log = fiedler_vector(W, floor=spectrum_floor(feats, W), warn=False)
+    agree = split_agreement(y1.double(), exact)
+    side = exact > exact.mean(-1, keepdim=True)
+    anchor = exact.abs().argmax(-1, keepdim=True)
     obj = side == torch.gather(side, 1, anchor)
-    relevance = object_relevance(feats, y1)
+    relevance = object_relevance(feats.double(), exact)
+    cached = encode(relevance)[0]
+    cosine = mean_token_cosine(feats)
     ratio = model.masker.mask_ratio
     informed = SelfGuidedMasker(mask_ratio=ratio)(
-        tokens, inputs, InformedMaskContext(grid, importance=relevance))
+        tokens, inputs, InformedMaskContext(grid, importance=cached.float()))
     g = torch.Generator().manual_seed(seed)
     B, L = tokens.shape[:2]
     random = mask_from_ranking(torch.rand(B, L, generator=g).to(tokens),
                                num_visible(L, ratio))
     rates = decoder_attention_rates(model, tokens, random)
+    latent = backbone.encode_visible(tokens, random.ids_keep)
+    dec_attn = walk_decoder(model.neck, latent, random.ids_restore,
+                            return_attention=True).attention
+    literal = literal_eq6_rates([a[:, 1:, 1:] for a in dec_attn],
+                                random.mask)
+    rollout_switch = rates[-1]['R_MO'] >= rates[-1]['R_VO']
+    literal_switch = literal['R_MO'] >= literal['R_VO']
     metrics = dict(
         num_images=int(inputs.shape[0]),
         feature_layer=feature_layer,
@@ -97,8 +149,24 @@ def analyse(model, inputs, feature_layer=-2, seed=0, features='values'):
         ],
         exploitation=[{k: float(v.mean()) for k, v in r.items()}
                       for r in rates],
+        exploitation_literal_eq6=dict(
+            {k: float(v.mean()) for k, v in literal.items()},
+            decisions_disagreeing=float(
+                (rollout_switch != literal_switch).double().mean())),
         bipartition_gap=float(bipartition_gap(feats, obj)),
-        solver=log.summary(),
+        mean_token_cosine=dict(mean=float(cosine.mean()),
+                               min=float(cosine.min()),
+                               max=float(cosine.max())),
+        solver=dict(log.summary(),
+                    agreement_with_eigh_mean=float(agree.mean()),
+                    agreement_with_eigh_min=float(agree.min())),
+        relevance=dict(
+            range_mean=float((relevance.amax(-1) -
+                              relevance.amin(-1)).mean()),
+            constant_as_float16=int(sum(
+                len(r.half().unique()) == 1 for r in relevance)),
+            constant_in_cache=int(sum(
+                len(c.unique()) == 1 for c in cached))),
     )
     return metrics, obj, informed, relevance
 

@@ -21,6 +21,7 @@ from mmpretrain.datasets.transforms import RandomResizedCrop
 from torch.utils.data import DataLoader
 
 from mlmask_mm.datasets.transforms import RecordedRandomResizedCrop
+from mlmask_mm.models.algorithms.relevance_cache import encode
 from mlmask_mm.registry import HOOKS, TRANSFORMS
 
 
@@ -46,15 +47,21 @@ def balanced_sample(labels: Sequence, num: int, seed: int) -> List[int]:
     return out
 
 
-def gather_shards(indices: torch.Tensor, maps: torch.Tensor, size: int):
-    """All ranks' (indices, maps), padded to ``size`` rows for all_gather."""
+def gather_shards(indices: torch.Tensor, encoded, size: int):
+    """All ranks' (indices, encoded maps), padded to ``size`` rows for
+    all_gather; ``encoded`` = (float16 codes, offset, scale) of
+    :func:`~mlmask_mm.models.algorithms.relevance_cache.encode`."""
     pad = size - len(indices)
     indices = torch.cat([indices, indices.new_full((pad, ), -1)])
-    maps = torch.cat([maps, maps.new_zeros(pad, *maps.shape[1:])])
     all_indices = torch.cat(all_gather(indices))
-    all_maps = torch.cat(all_gather(maps.float())).half()  # gloo: no fp16
     keep = all_indices >= 0
-    return all_indices[keep], all_maps[keep]
+    out = []
+    for part in encoded:
+        part = torch.cat([part, part.new_zeros(pad, *part.shape[1:])])
+        # gloo has no float16; float16 -> float32 -> float16 is lossless
+        gathered = torch.cat(all_gather(part.float())).to(part.dtype)
+        out.append(gathered[keep])
+    return all_indices[keep], tuple(out)
 
 
 def _labels(dataset) -> list:
@@ -242,7 +249,8 @@ class SelfGuidedHook(Hook):
     # -------------------------------------------------------- generation
     @torch.no_grad()
     def generate(self, runner, progress: int) -> None:
-        """One no-grad pass over every training image (whole), sharded."""
+        """One no-grad pass over every training image (whole), sharded; the
+        Fiedler vectors by exact float64 ``eigh``."""
         model = self._model(runner)
         loader = runner.train_dataloader
         rank, world = get_dist_info()
@@ -260,45 +268,53 @@ class SelfGuidedHook(Hook):
         start = time.perf_counter()
         was_training = model.training
         model.eval()
-        indices, maps = [], []
-        stats = torch.zeros(3, dtype=torch.float64)  # products, images, cap
+        indices, encoded = [], []
+        # images, near-uniform ones, Σ mean token cosine
+        stats = torch.zeros(3, dtype=torch.float64)
         try:
             with precision:
                 for batch in shard:
                     indices += [int(s.sample_idx)
                                 for s in batch['data_samples']]
                     inputs = model.data_preprocessor(batch, False)['inputs']
-                    maps.append(model.image_relevance(inputs, warn=False)
-                                .cpu().half())
-                    log = model.solver_log
+                    relevance = model.image_relevance(inputs, exact=True)
+                    encoded.append(encode(relevance.cpu()))
                     stats += torch.tensor([
-                        float(log.products.sum()), len(log.products),
-                        float(log.hit_cap.sum())], dtype=torch.float64)
+                        len(relevance), float(model.degenerate.sum()),
+                        float(model.feature_cosine.double().sum())],
+                        dtype=torch.float64)
         finally:
             model.train(was_training)
-        h, w = model.backbone.patch_resolution
+        L = model.backbone.patch_resolution[0] * \
+            model.backbone.patch_resolution[1]
         indices = torch.tensor(indices, dtype=torch.long)
-        maps = torch.cat(maps) if maps else torch.zeros(0, h * w).half()
+        encoded = tuple(torch.cat(p) for p in zip(*encoded)) if encoded \
+            else encode(torch.zeros(0, L))
         if world > 1:
-            indices, maps = gather_shards(indices, maps,
-                                          math.ceil(num / world))
+            indices, encoded = gather_shards(indices, encoded,
+                                             math.ceil(num / world))
             all_reduce(stats, op='sum')
         if model.cache is None or len(model.cache.filled) != num:
             model.new_cache(num)
-        model.store_relevance(indices, maps, progress)
-        products, images, capped = stats.tolist()
+        model.store_relevance(indices, encoded, progress)
+        images, degenerate, cosine = stats.tolist()
+        share = degenerate / images
         hub = runner.message_hub
-        hub.update_scalar('train/sg_solver_products', products / images)
-        hub.update_scalar('train/sg_solver_cap_share', capped / images)
+        hub.update_scalar('train/sg_degenerate_share', share)
+        hub.update_scalar('train/sg_feature_cosine', cosine / images)
         runner.logger.info(
             f'self-guided: relevance of {num} images generated at '
             f'{model.progress_unit} {progress} in '
             f'{time.perf_counter() - start:.1f} s (generation '
-            f'{model.cache.refreshes}); Ncut solver: '
-            f'{products / images:.1f} products per image, '
-            f'{capped / images:.1%} stopped at the cap')
-        if capped:
+            f'{model.cache.refreshes}; Ncut by exact eigh); mean token '
+            f'cosine of the {model.describe_features()}: '
+            f'{cosine / images:.6f}')
+        if degenerate:
             runner.logger.warning(
-                f'self-guided: {int(capped)} of {int(images)} images reached '
-                f"the Ncut solver's cap (model.ncut.max_iters="
-                f"{model.ncut['max_iters']}) unconverged")
+                f'self-guided: the {model.describe_features()} are '
+                f'near-uniform (mean token cosine above ncut.degenerate_cos='
+                f"{model.ncut['degenerate_cos']}) in {share:.1%} of "
+                f'{int(images)} images: the cut is exact, but it splits '
+                'features that differ little (a small or briefly trained '
+                "model; features='blocks' or a later switch may carry more "
+                'structure)')

@@ -26,8 +26,8 @@ ones, revealing a share h of them as hints.
 The hint ratio h is owned here: h = h_T at T, decaying linearly to
 h_end at the last iteration, h(t) = h_T + (h_end − h_T) (t − t_T) /
 (t_max − t_T) in iterations.  The switch, the measurement history and the
-relevance cache are this module's state, saved in checkpoints
-(``get_extra_state``).  :class:`~mlmask_mm.engine.hooks.SelfGuidedHook`
+relevance cache are this module's state, saved in checkpoints as plain
+tensors (``sg_state.*`` in ``state_dict()``, :meth:`state_tensors`).  :class:`~mlmask_mm.engine.hooks.SelfGuidedHook`
 drives it from the runner through :meth:`check_due`, :meth:`measure_rates`,
 :meth:`decide`, :meth:`start_informed`, :meth:`generation_due`,
 :meth:`image_relevance`, :meth:`store_relevance` and :meth:`set_clock`.
@@ -37,14 +37,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from mmpretrain.structures import DataSample
 
+from mlmask_mm.evaluation.mask_specificity import mask_specificity
 from mlmask_mm.registry import MODELS
 from ..maskers.base import mask_from_ranking, num_visible
 from ..maskers.self_guided_masker import InformedMaskContext
 from .exploitation import decoder_attention_rates
 from .masked_mae import MaskedMAE
-from .relevance_cache import RelevanceCache
+from .relevance_cache import RelevanceCache, normalise
 from .self_guided_ncut import (SolverLog, affinity, fiedler_vector,
-                               object_relevance)
+                               fiedler_vector_exact, mean_token_cosine,
+                               object_relevance, spectrum_floor)
 
 GENERATIONS = ('once', 'refresh', 'iteration')
 FEATURES = ('values', 'blocks')
@@ -73,9 +75,13 @@ class SelfGuidedMAE(MaskedMAE):
         feature_layer: encoder block of the features (negative = from the
             end; -2: the second-to-last, the paper's choice).
         ncut: ``tau`` (graph threshold, 0: fully connected with negative
-            similarities clamped), ``eps`` and the solver's ``tol``,
-            ``max_iters``, ``patience``, ``block``, ``power_steps``
-            (:func:`~.self_guided_ncut.fiedler_vector`).
+            similarities clamped), ``eps``, the iterative solver's ``tol``
+            (relative to the Ritz gap), ``max_iters``, ``patience``,
+            ``block``, ``power_steps``
+            (:func:`~.self_guided_ncut.fiedler_vector`; the generation
+            pass solves exactly) and ``degenerate_cos``: a mean token
+            cosine above it counts an image's features as near-uniform
+            (warned once per generation pass).
         generation: ``'once'``, ``'refresh'`` or ``'iteration'``.
         refresh_interval: k, in ``switch.by_epoch`` units, for ``'refresh'``.
         switch: ``criterion`` (``'crossing'`` or ``'fixed'``), ``by_epoch``,
@@ -122,7 +128,8 @@ class SelfGuidedMAE(MaskedMAE):
                              f'is not a block of the {depth}-block encoder')
         self.features, self.feature_layer = features, feature_layer
         self.ncut = dict(tau=0.0, eps=1e-5, tol=1e-4, max_iters=500,
-                         patience=48, block=4, power_steps=3)
+                         patience=48, block=4, power_steps=3,
+                         degenerate_cos=0.99)
         _check_keys('ncut', ncut or {}, self.ncut)
         self.ncut.update(ncut or {})
         if generation not in GENERATIONS:
@@ -167,13 +174,15 @@ class SelfGuidedMAE(MaskedMAE):
         self.measurement = dict(num_images=256, seed=0)
         _check_keys('measurement', measurement or {}, self.measurement)
         self.measurement.update(measurement or {})
-        # state (get_extra_state)
+        # state (state_tensors)
         self.switch_at: Optional[int] = None   # T, in switch units
         self.switch_iter: Optional[int] = None  # T, in iterations
         self.seen_below = False
         self.history: List[Tuple[int, float, float]] = []
         self.cache: Optional[RelevanceCache] = None
         self.solver_log: Optional[SolverLog] = None  # of the last solve
+        # mean token cosine of the last solve's features, per image
+        self.feature_cosine: Optional[torch.Tensor] = None
         self._clock = (0, 1)  # (iteration, max_iters) for the hint ratio
 
     # ---------------------------------------------------------------- state
@@ -185,22 +194,68 @@ class SelfGuidedMAE(MaskedMAE):
     def progress_unit(self) -> str:
         return 'epoch' if self.switch['by_epoch'] else 'iteration'
 
-    def get_extra_state(self) -> dict:
-        return dict(
-            switch_at=self.switch_at, switch_iter=self.switch_iter,
-            seen_below=self.seen_below,
-            history=torch.tensor(self.history, dtype=torch.float64).reshape(
-                -1, 3),
-            cache=None if self.cache is None else self.cache.state())
+    # The state is saved as plain tensors under ``sg_state.*`` keys of
+    # ``state_dict()`` (not one ``_extra_state`` object): mmengine's Runner
+    # broadcasts every state_dict entry after ``init_weights`` in
+    # distributed runs, and its ``broadcast`` takes tensors only.  They are
+    # not buffers, so DDP does not broadcast the cache at every step.
+    STATE_PREFIX = 'sg_state.'
 
-    def set_extra_state(self, state: dict) -> None:
-        self.switch_at = state['switch_at']
-        self.switch_iter = state['switch_iter']
-        self.seen_below = bool(state['seen_below'])
+    def state_tensors(self) -> Dict[str, torch.Tensor]:
+        """The switch, the history, the clock and the cache as tensors.
+
+        ``switch``: int64 (switch_at, switch_iter, seen_below, iteration,
+        max_iters), −1 for "not yet"; ``history``: float64 n x 3
+        (progress, R_VO, R_MO); ``cache_*`` only once a cache exists.
+        """
+        out = dict(
+            switch=torch.tensor([
+                -1 if self.switch_at is None else self.switch_at,
+                -1 if self.switch_iter is None else self.switch_iter,
+                int(self.seen_below), *self._clock], dtype=torch.long),
+            history=torch.tensor(self.history, dtype=torch.float64).reshape(
+                -1, 3))
+        if self.cache is not None:
+            out.update({f'cache_{k}': v for k, v in
+                        self.cache.state().items()})
+        return out
+
+    def load_state_tensors(self, state: Dict[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`state_tensors`."""
+        switch_at, switch_iter, seen_below, it, max_iters = \
+            state['switch'].tolist()
+        self.switch_at = None if switch_at < 0 else int(switch_at)
+        self.switch_iter = None if switch_iter < 0 else int(switch_iter)
+        self.seen_below = bool(seen_below)
+        self._clock = (int(it), int(max_iters))
         self.history = [(int(p), float(a), float(b))
                         for p, a, b in state['history'].tolist()]
-        self.cache = None if state['cache'] is None else \
-            RelevanceCache.from_state(state['cache'])
+        cache = {k[len('cache_'):]: v for k, v in state.items()
+                 if k.startswith('cache_')}
+        self.cache = RelevanceCache.from_state(cache) if cache else None
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        for name, value in self.state_tensors().items():
+            destination[prefix + self.STATE_PREFIX + name] = value
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        head = prefix + self.STATE_PREFIX
+        mine = {k[len(head):]: state_dict.pop(k)
+                for k in [k for k in state_dict if k.startswith(head)]}
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if not mine:  # e.g. a plain MAE checkpoint: the state starts fresh
+            missing_keys += [head + 'switch', head + 'history']
+            return
+        try:
+            self.load_state_tensors(mine)
+        except (KeyError, ValueError, RuntimeError) as err:
+            error_msgs.append(f'SelfGuidedMAE: cannot restore its state from '
+                              f'{sorted(head + k for k in mine)}: {err!r}')
 
     # ----------------------------------------------------------- hint ratio
     def set_clock(self, iteration: int, max_iters: int) -> None:
@@ -292,23 +347,47 @@ class SelfGuidedMAE(MaskedMAE):
 
     @torch.no_grad()
     def relevance_from_features(self, features: torch.Tensor,
-                                warn: bool = True) -> torch.Tensor:
-        """S (B x L, float32) of B x L x C features; keeps the solver log."""
-        x = features.float()
+                                warn: bool = True,
+                                exact: bool = False) -> torch.Tensor:
+        """S (B x L) of B x L x C features; keeps the solver log and the
+        features' mean token cosine.
+
+        ``exact``: the Fiedler vector by a float64 ``eigh`` (S in float64;
+        the generation pass), else by subspace iteration in float32 from
+        the spectrum floor (every view with ``generation='iteration'``).
+        """
         c = self.ncut
+        x = features.double() if exact else features.float()
         with torch.autocast(x.device.type, enabled=False):
-            y1, self.solver_log = fiedler_vector(
-                affinity(x, c['tau'], c['eps']), c['tol'], c['max_iters'],
-                block=c['block'], power_steps=c['power_steps'],
-                patience=c['patience'], warn=warn)
+            self.feature_cosine = mean_token_cosine(x).float().cpu()
+            W = affinity(x, c['tau'], c['eps'])
+            if exact:
+                y1, self.solver_log = fiedler_vector_exact(W)
+            else:
+                y1, self.solver_log = fiedler_vector(
+                    W, c['tol'], c['max_iters'], block=c['block'],
+                    power_steps=c['power_steps'], patience=c['patience'],
+                    floor=spectrum_floor(x, W), warn=warn)
             return object_relevance(x, y1)
 
+    @property
+    def degenerate(self) -> torch.Tensor:
+        """Per image of the last solve: features near-uniform (mean token
+        cosine above ``ncut.degenerate_cos``)."""
+        return self.feature_cosine > self.ncut['degenerate_cos']
+
+    def describe_features(self) -> str:
+        """Which features the cut reads, for log messages."""
+        what = 'A(XW^V)' if self.features == 'values' else 'output'
+        return f'{what} of encoder block {self.feature_layer}'
+
     @torch.no_grad()
-    def image_relevance(self, inputs: torch.Tensor,
-                        warn: bool = True) -> torch.Tensor:
+    def image_relevance(self, inputs: torch.Tensor, warn: bool = True,
+                        exact: bool = False) -> torch.Tensor:
         """S of whole (preprocessed) images, B x L."""
         tokens = self.backbone.embed(inputs)
-        return self.relevance_from_features(self.token_features(tokens), warn)
+        return self.relevance_from_features(self.token_features(tokens),
+                                            warn, exact)
 
     def generation_due(self, progress: int) -> bool:
         """Whether the cache must be (re)computed before this iteration."""
@@ -323,10 +402,15 @@ class SelfGuidedMAE(MaskedMAE):
         self.cache = RelevanceCache(num_images,
                                     tuple(self.backbone.patch_resolution))
 
-    def store_relevance(self, indices: torch.Tensor, maps: torch.Tensor,
+    def store_relevance(self, indices: torch.Tensor, maps,
                         progress: int) -> None:
-        """Keep a whole generation pass (every image) under ``progress``."""
-        self.cache.store(indices, maps)
+        """Keep a whole generation pass (every image) under ``progress``:
+        ``maps`` is B x L relevance or its
+        :func:`~.relevance_cache.encode` triple."""
+        if isinstance(maps, torch.Tensor):
+            self.cache.store(indices, maps)
+        else:
+            self.cache.store_encoded(indices, *maps)
         if not bool(self.cache.filled.all()):
             missing = (~self.cache.filled).nonzero().squeeze(-1)
             raise RuntimeError(f'relevance generation left '
@@ -345,8 +429,9 @@ class SelfGuidedMAE(MaskedMAE):
                                        self.mask_context(data_samples))
         grid = tuple(self.backbone.patch_resolution)
         if self.generation == 'iteration':
-            relevance = self.relevance_from_features(
-                self.token_features(tokens))
+            # S̃, normalised per image as the cached modes store it
+            relevance = normalise(self.relevance_from_features(
+                self.token_features(tokens)))[0].float()
         else:
             if self.cache is None:
                 raise RuntimeError(
@@ -361,11 +446,19 @@ class SelfGuidedMAE(MaskedMAE):
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
-        losses = super().loss(inputs, data_samples, **kwargs)
-        if self.informed and self.generation == 'iteration' and \
-                self.solver_log is not None:
+        """MAE's loss; once informed, also logs (not optimised, plain
+        tensors without grad) ``mask_specificity`` of the batch's masks and,
+        with ``generation='iteration'``, the solver's products, cap share
+        and the share of near-uniform features."""
+        tokens, result = self.mask(inputs, data_samples)
+        pred = self.reconstruct(tokens, result)
+        losses = dict(loss=self.head.loss(pred, inputs, result.mask))
+        if not self.informed:
+            return losses
+        losses['mask_specificity'] = mask_specificity(result.mask)
+        if self.generation == 'iteration' and self.solver_log is not None:
             s = self.solver_log.summary()
-            # logged, not optimised: plain tensors without grad
             losses['sg_solver_products'] = torch.tensor(s['products_mean'])
             losses['sg_solver_cap_share'] = torch.tensor(s['cap_share'])
+            losses['sg_degenerate_share'] = self.degenerate.float().mean()
         return losses

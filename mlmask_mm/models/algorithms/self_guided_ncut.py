@@ -8,11 +8,22 @@ A(XW^V) of one encoder block, before its projection, eq. 2):
    paper's fully connected graph with negative similarities clamped
    (``tau = 0``); Ncut needs non-negative edges.
 2. Normalised cut (eq. 4): y1 = the generalised eigenvector of
-   (D − M) y = λ D y for the second-smallest λ, D = diag(Σ_j M_ij)
-   (:func:`fiedler_vector`).
+   (D − M) y = λ D y for the second-smallest λ, D = diag(Σ_j M_ij):
+   exactly by a batched float64 ``eigh`` (:func:`fiedler_vector_exact`,
+   the generation pass) or by subspace iteration (:func:`fiedler_vector`,
+   every training view with ``generation='iteration'``).
 3. Bi-partition at mean(y1); the object cluster C is the side holding
    argmax_i |y1_i|.
 4. Relevance S_i = cos(mean_{j∈C} x′_j, x′_i) (:func:`object_relevance`).
+
+Features of small or briefly trained models can be nearly the same for
+every token (mean token cosine 0.998-0.9999 on the CPU demo): the graph is
+then nearly all ones, and every eigenvalue of A = D^-½ M D^-½ but the top
+one lies within ~1e-3 of 0.  The solver is built to be exact at any such
+scale: it iterates on A − μ I with μ a lower bound of A's spectrum
+(:func:`spectrum_floor`, 0 when nothing is clamped), and stops on a
+residual relative to the Ritz gap.  :func:`mean_token_cosine` measures the
+degeneracy for the warning of the generation pass.
 """
 import warnings
 from dataclasses import dataclass
@@ -30,16 +41,40 @@ def affinity(features: torch.Tensor, tau: float = 0.0,
     return torch.where(cos > tau, cos, torch.full_like(cos, eps))
 
 
+def mean_token_cosine(features: torch.Tensor) -> torch.Tensor:
+    """Mean cos(x′_i, x′_j) over the token pairs i ≠ j, per image (B):
+    (‖Σ_i x̂_i‖² − L) / (L (L − 1)).  Near 1: near-uniform features."""
+    x = F.normalize(features.double(), dim=-1)
+    L = x.shape[1]
+    return (x.sum(1).pow(2).sum(-1) - L) / (L * (L - 1))
+
+
+def spectrum_floor(features: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """A lower bound μ ≤ λ_min(D^-½ W D^-½) per image (B), for the graph W
+    of ``features`` built by :func:`affinity`.
+
+    W = G + E with G = X̂ X̂ᵀ (cosines, positive semi-definite) and E the
+    clamping (E_ij = ε − cos_ij where cos_ij ≤ τ, else 0), so
+    λ_min(A) ≥ λ_min(D^-½ E D^-½) ≥ −max_i Σ_j |E_ij| / √(d_i d_j)
+    (Gershgorin).  0 when nothing is clamped; never below −1.
+    """
+    x = F.normalize(features.to(W.dtype), dim=-1)
+    E = (W - x @ x.transpose(1, 2)).abs()
+    inv_sqrt_d = W.sum(-1).rsqrt()
+    row = (E * inv_sqrt_d.unsqueeze(-2)).sum(-1) * inv_sqrt_d
+    return (-row.amax(-1)).clamp(min=-1.0)
+
+
 @dataclass
 class SolverLog:
     """How :func:`fiedler_vector` ended, per image.
 
     Attributes:
-        products: B, products with A + I run for each image.
-        converged: B, residual ‖(A + I) v − ρ v‖ below ``tol``.
+        products: B, products with A − μ I run for each image (0: exact).
+        converged: B, residual ‖A v − ρ v‖ ≤ ``tol`` · (Ritz gap ρ1 − ρ2).
         stable: B, stopped because its bi-partition had not changed for
             ``patience`` products (not counted when ``converged``).
-        hit_cap: B, stopped at ``max_iters`` without either.
+        hit_cap: B, stopped at ``max_iters`` without either (unconverged).
     """
     products: torch.Tensor
     converged: torch.Tensor
@@ -57,39 +92,67 @@ class SolverLog:
             cap_share=float(self.hit_cap.sum()) / n)
 
 
+def _normalised_adjacency(W: torch.Tensor):
+    d = W.sum(-1)
+    inv_sqrt_d = d.rsqrt()
+    A = inv_sqrt_d.unsqueeze(-1) * W * inv_sqrt_d.unsqueeze(-2)
+    return A, d, inv_sqrt_d
+
+
+def fiedler_vector_exact(W: torch.Tensor) -> Tuple[torch.Tensor, SolverLog]:
+    """y1 of (D − W) y = λ D y by a batched float64 ``eigh`` of
+    A = D^-½ W D^-½ (the eigenvector of its second-largest eigenvalue,
+    y1 = D^-½ v).  Returns y1 (B x L, float64, unit norm, arbitrary sign)
+    and a log with 0 products, every image converged."""
+    A, _, inv_sqrt_d = _normalised_adjacency(W.double())
+    _, vecs = torch.linalg.eigh(A)  # ascending
+    y = F.normalize(inv_sqrt_d * vecs[..., -2], dim=-1)
+    B = W.shape[0]
+    none = torch.zeros(B, dtype=torch.bool)
+    return y, SolverLog(torch.zeros(B, dtype=torch.long),
+                        torch.ones(B, dtype=torch.bool), none, none.clone())
+
+
 def fiedler_vector(W: torch.Tensor,
                    tol: float = 1e-4,
                    max_iters: int = 500,
                    block: int = 4,
                    power_steps: int = 3,
                    patience: Optional[int] = 48,
+                   floor: Optional[torch.Tensor] = None,
                    generator: Optional[torch.Generator] = None,
                    warn: bool = True) -> Tuple[torch.Tensor, SolverLog]:
-    """Batched Ncut eigenvector y1 of (D − W) y = λ D y (step 2).
+    """Batched Ncut eigenvector y1 of (D − W) y = λ D y (step 2), by
+    subspace iteration.
 
-    Subspace iteration on A + I, A = D^-½ W D^-½ (eigenvalues of A + I lie
-    in [0, 2]; its dominant ones are A's largest), with the known top
-    eigenvector u0 = √d / ‖√d‖ projected out: ``block`` vectors are
-    multiplied ``power_steps`` times by A + I, orthonormalised by
-    CholeskyQR and rotated by Rayleigh-Ritz (a ``block`` x ``block`` eigh);
-    convergence rate (1 + λ_{block+2}) / (1 + λ_2) per product.  y1 =
-    D^-½ v of the leading Ritz vector v.
+    Iterates on A − μ I, A = D^-½ W D^-½, μ = ``floor`` (B, a lower bound
+    of A's spectrum, :func:`spectrum_floor`; default −1, valid for any
+    graph), so every eigenvalue is ≥ 0 and the dominant ones are A's
+    largest; the known top eigenvector u0 = √d / ‖√d‖ is projected out.
+    ``block`` vectors are multiplied ``power_steps`` times, orthonormalised
+    by CholeskyQR and rotated by Rayleigh-Ritz (a ``block`` x ``block``
+    eigh); convergence rate (λ_{block+2} − μ) / (λ_2 − μ) per product,
+    which does not depend on how close to each other the eigenvalues are
+    when μ is close to λ_min.  y1 = D^-½ v of the leading Ritz vector v.
 
-    Each image stops on its own: when its residual ‖(A + I) v − ρ v‖ is
-    below ``tol``, when its bi-partition (sign of y1 − mean y1) has not
-    changed for ``patience`` products (``None``: never), or at
-    ``max_iters`` products.  Images stopped at the cap are counted in the
-    returned :class:`SolverLog` and, with ``warn``, reported by a warning.
+    Each image stops on its own: when its residual ‖A v − ρ v‖ is at most
+    ``tol`` times its Ritz gap ρ1 − ρ2 (sin ∠(v, exact) ≲ ``tol``; the
+    test scales with the spectrum, so nearly uniform features are not
+    "converged" after one product), when its bi-partition (sign of
+    y1 − mean y1) has not changed for ``patience`` products (``None``:
+    never), or at ``max_iters`` products.  Images stopped at the cap are
+    counted in the returned :class:`SolverLog` and, with ``warn``, reported
+    by a warning.
 
     Returns y1 (B x L, unit norm, arbitrary sign) and the log.
     """
     B, L, _ = W.shape
-    k = min(block, L - 1)
+    k = min(max(block, 2), L - 1)
     device, dtype = W.device, W.dtype
-    d = W.sum(-1)
-    inv_sqrt_d = d.rsqrt()
-    A = inv_sqrt_d.unsqueeze(-1) * W * inv_sqrt_d.unsqueeze(-2)
-    A = A + torch.eye(L, dtype=dtype, device=device)
+    A, d, inv_sqrt_d = _normalised_adjacency(W)
+    mu = torch.full((B, ), -1.0, dtype=dtype, device=device) \
+        if floor is None else floor.to(device, dtype)
+    A = A - mu.view(B, 1, 1) * torch.eye(L, dtype=dtype, device=device)
     u0 = F.normalize(d.sqrt(), dim=-1).unsqueeze(-1)  # B x L x 1
 
     def deflate(V, u):
@@ -118,12 +181,13 @@ def fiedler_vector(W: torch.Tensor,
     it = last = 0  # products so far / at the previous Rayleigh-Ritz step
     Aa, ua, isd = A, u0, inv_sqrt_d
     while True:
-        AV = Aa @ V
+        AV = deflate(Aa @ V, ua)
         it += 1
         ritz_values, Yr = torch.linalg.eigh(V.transpose(1, 2) @ AV)
         V, AV = V @ Yr.flip(-1), AV @ Yr.flip(-1)  # descending order
         v, Av = V[..., 0], AV[..., 0]
         residual = (Av - ritz_values[..., -1:] * v).norm(dim=-1).cpu()
+        gap = (ritz_values[..., -1] - ritz_values[..., -2]).cpu()
         ya = F.normalize(isd * v, dim=-1)
         sa = ya > ya.mean(-1, keepdim=True)
         prev = side[active]
@@ -135,7 +199,7 @@ def fiedler_vector(W: torch.Tensor,
         side[active] = sa
         y[active] = ya
         products[active] = it
-        done_conv = residual < tol
+        done_conv = residual <= tol * gap
         done_stable = (~done_conv & (unchanged[active] >= patience)
                        if patience is not None else
                        torch.zeros_like(done_conv))
@@ -151,7 +215,7 @@ def fiedler_vector(W: torch.Tensor,
             idx = keep.nonzero().squeeze(-1).to(device)
             Aa, ua, isd = Aa[idx], ua[idx], isd[idx]
             V, AV = V[idx], AV[idx]
-        V = deflate(AV, ua)
+        V = AV
         for _ in range(min(power_steps - 1, max_iters - it - 1)):
             V = deflate(Aa @ V, ua)
             it += 1
@@ -161,8 +225,9 @@ def fiedler_vector(W: torch.Tensor,
         warnings.warn(
             f'fiedler_vector: {int(hit_cap.sum())} of {B} graphs stopped at '
             f'max_iters={max_iters} products with neither a residual below '
-            f'tol={tol} nor a bi-partition stable for {patience} products; '
-            'their y1 is unconverged (raise max_iters)', RuntimeWarning)
+            f'tol={tol} of the Ritz gap nor a bi-partition stable for '
+            f'{patience} products; their y1 is unconverged (raise '
+            'max_iters)', RuntimeWarning)
     return y, log
 
 

@@ -6,8 +6,9 @@ computes the relevance S (B x L) of every patch and passes it in an
 :class:`InformedMaskContext` together with the current hint ratio h.  Then:
 
 * masked = the num_mask = L − int(L (1 − r)) most relevant patches;
-* hints: n = round(h · num_mask) of them (uniformly, or ∝ S with
-  ``hint_mode='relevance'``) are revealed, and the n least relevant visible
+* hints: n = round(h · num_mask) of them (uniformly, or ∝ the given
+  relevance with ``hint_mode='relevance'``; SelfGuidedMAE gives S
+  normalised per image to [0, 1]) are revealed, and the n least relevant visible
   patches are masked instead, so every image keeps exactly num_mask masked.
 """
 from dataclasses import dataclass

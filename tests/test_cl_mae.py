@@ -26,6 +26,7 @@ from mlmask_mm.models.algorithms.cl_mae import frozen
 from mlmask_mm.models.losses import diversity_loss
 from mlmask_mm.models.maskers import CurriculumMasker, RandomMasker
 from mlmask_mm.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+from mlmask_mm.visualization.mask_grid import TITLE_HEIGHT
 
 CL_DIR = osp.join(REPO, 'configs', 'cl_mae')
 CL_DEMO = osp.join(CL_DIR, 'cl-mae_vit-tiny-p4_demo.py')
@@ -422,7 +423,8 @@ def test_runner_trains_both_parts_and_logs(tmp_path, build_runner):
     hub = runner.message_hub
     for key in ('loss', 'loss_masker', 'loss_rec_soft', 'loss_bin',
                 'loss_kl', 'loss_div', 'mask_score_mean', 'mask_binary',
-                'mask_batch_std', 'curriculum_c', 'mae.lr', 'masker.lr'):
+                'mask_batch_std', 'mask_specificity', 'curriculum_c',
+                'mae.lr', 'masker.lr'):
         value = hub.get_scalar(f'train/{key}').current()
         assert math.isfinite(value), key
     # n = 2: the module stepped on iterations 0 and 2 only
@@ -436,7 +438,7 @@ def test_runner_trains_both_parts_and_logs(tmp_path, build_runner):
     assert set(ckpt['param_schedulers']) == {'mae', 'masker'}
     # mask picture with the module's scores as a 5th column
     w, h = Image.open(tmp_path / 'work' / 'masks_final.png').size
-    assert w > h / 3 * 4.5
+    assert w > (h - TITLE_HEIGHT) / 3 * 4.5
 
     # the shared tool renders the module's masks from the checkpoint
     tool = load_tool('visualize_masks')
@@ -451,7 +453,7 @@ def test_runner_trains_both_parts_and_logs(tmp_path, build_runner):
     finally:
         sys.argv = old
     w, h = Image.open(out).size
-    assert w > h / 2 * 4.5
+    assert w > (h - TITLE_HEIGHT) / 2 * 4.5
 
 
 @pytest.mark.slow

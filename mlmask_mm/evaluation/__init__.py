@@ -10,6 +10,7 @@ from .fewshot import NORMALIZATIONS, check_shots, few_shot_accuracies, mean_std
 from .fewshot_metric import FewShotLinearProbe
 from .mae_metrics import (attention_distance, bipartition_gap,
                           feature_variance, similarity_variance)
+from .mask_content import mask_content_test, model_mask_fn
 from .mask_specificity import mask_specificity
 
 __all__ = [
@@ -24,5 +25,8 @@ __all__ = [
     'attention_distance', 'bipartition_gap', 'feature_variance',
     'similarity_variance',
     # how image-specific a batch of masks is (logged by every method)
-    'mask_specificity'
+    'mask_specificity',
+    # do masks follow the image's content (tools/analysis_tools/
+    # mask_content_test.py)
+    'mask_content_test', 'model_mask_fn'
 ]

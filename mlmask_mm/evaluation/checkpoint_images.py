@@ -1,5 +1,6 @@
 """A checkpoint's model and a deterministic batch of images, for the
 analysis tools (``sg_analysis.py``, ``mask_difficulty.py``)."""
+import copy
 from typing import Optional
 
 import torch
@@ -35,8 +36,9 @@ def whole_images(model, cfg: Config, data: Optional[str] = None,
                  num_images: int = 16) -> torch.Tensor:
     """``num_images`` images spread evenly over the config's training set
     (or the class folders of ``data``), resized whole to the model's input
-    size (the random crop becomes a resize, no flip), preprocessed."""
-    dataset_cfg = cfg.train_dataloader.dataset
+    size (the random crop becomes a resize, no flip), preprocessed.
+    ``cfg`` is left as it is (a copy of its dataset config is changed)."""
+    dataset_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
     if data:
         dataset_cfg.data_root = data
         dataset_cfg.data_prefix = ''

@@ -2,12 +2,19 @@
 
 Shared by every masking method (the demo hook and ``tools/visualization/visualize_masks.py``).
 Maskers that return ``scores`` get a fifth column with them as a heat map.
+A title band of ``TITLE_HEIGHT`` pixels on top gives the batch's
+``mask_specificity`` (1 = independent random masks, 0 = one position
+pattern for every image; :func:`mlmask_mm.evaluation.mask_specificity`).
 """
 from typing import List, Optional
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
+
+from mlmask_mm.evaluation.mask_specificity import mask_specificity
+
+TITLE_HEIGHT = 14  # pixels of the title band above the grid
 
 
 def _to_uint8(images: torch.Tensor, mean: torch.Tensor,
@@ -35,7 +42,8 @@ def render_mask_grid(model,
                      inputs: torch.Tensor,
                      data_samples: Optional[List] = None,
                      scale: int = 4) -> np.ndarray:
-    """One row per image; returns an H' x W' x 3 uint8 array.
+    """One row per image under a title band with the rows'
+    ``mask_specificity``; returns an H' x W' x 3 uint8 array.
 
     ``inputs`` are preprocessed (normalised) images as the model sees them;
     ``model`` is a :class:`MaskedMAE` (or anything with ``predict_masks`` and
@@ -78,7 +86,17 @@ def render_mask_grid(model,
             grid[y:y + H, x:x + W] = col[r]
     if scale > 1:
         grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
-    return grid
+    specificity = float(mask_specificity(result.mask))
+    return _with_title(grid, f'mask_specificity {specificity:.3f} '
+                       f'({B} images)')
+
+
+def _with_title(grid: np.ndarray, text: str) -> np.ndarray:
+    """``grid`` under a white band of ``TITLE_HEIGHT`` px with ``text``."""
+    band = Image.new('RGB', (grid.shape[1], TITLE_HEIGHT), (255, 255, 255))
+    ImageDraw.Draw(band).text((2, 1), text, fill=(0, 0, 0),
+                              font=ImageFont.load_default())
+    return np.concatenate([np.asarray(band), grid], axis=0)
 
 
 def save_png(grid: np.ndarray, path: str) -> None:

@@ -38,6 +38,7 @@ from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmpretrain.structures import DataSample
 from torch import nn
 
+from mlmask_mm.evaluation.mask_specificity import mask_specificity
 from mlmask_mm.registry import MODELS
 from mlmask_mm.utils.dist import average_over_ranks
 from ..losses.cl_mae_losses import (masking_module_loss,
@@ -83,6 +84,14 @@ class CLMAE(MaskedMAE):
         kl_reduction: ``'sum'`` (published) or ``'mean'`` of L_kl over the
             batch (``'mean'`` is B times weaker at the same λ_kl).
         curriculum: initial c (the hook overwrites it each iteration).
+        torch1_zero_grad: the optimizer semantics of the **published runs**
+            (torch 1.x, timm 0.3.2: one AdamW over both parts and
+            ``zero_grad()`` leaving zero gradients, not ``None``): after
+            each part's optimizer step the other part's optimizer also
+            steps on its zero gradients (an AdamW momentum and weight-decay
+            step: two steps per part per iteration) and gradients are
+            zeroed in place.  Default off: torch ≥ 2.0 semantics, the
+            frozen part is not moved (docs/cl_mae.md, measured effect).
         **kwargs: the rest of :class:`MaskedMAE`'s arguments.
     """
 
@@ -106,6 +115,7 @@ class CLMAE(MaskedMAE):
                  div_kappa: float = 0.1,
                  kl_reduction: str = 'sum',
                  curriculum: float = 1.0,
+                 torch1_zero_grad: bool = False,
                  **kwargs) -> None:
         super().__init__(backbone=backbone, neck=neck, head=head,
                          masker=masker, **kwargs)
@@ -122,6 +132,7 @@ class CLMAE(MaskedMAE):
                              f'{soft_batch_size!r}')
         self.soft_batch_size = soft_batch_size
         self.reuse_module_forward = bool(reuse_module_forward)
+        self.torch1_zero_grad = bool(torch1_zero_grad)
         self._kept_scores = None
         self.loss_cfg = dict(lambda_bin=lambda_bin, lambda_kl=lambda_kl,
                              lambda_div=lambda_div, sigma=bin_sigma,
@@ -178,8 +189,10 @@ class CLMAE(MaskedMAE):
         update = int(self.train_iter) % self.masker_update_interval == 0
         self._kept_scores = None
         keep = update and self.reuse_module_forward
+        torch1 = self.torch1_zero_grad
         log_vars = self.mae_step(inputs, data_samples, mae_optim,
-                                 keep_scores=keep)
+                                 keep_scores=keep,
+                                 partner=masker_optim if torch1 else None)
         if update:
             k = self.masker_batch_size or len(inputs)
             scores = self._kept_scores
@@ -187,19 +200,23 @@ class CLMAE(MaskedMAE):
             log_vars.update(
                 self.masker_step(inputs[:k], data_samples and data_samples[:k],
                                  masker_optim,
-                                 scores=None if scores is None else scores[:k]))
+                                 scores=None if scores is None else scores[:k],
+                                 partner=mae_optim if torch1 else None))
         self.train_iter += 1
         return log_vars
 
     def mae_step(self, inputs: torch.Tensor,
                  data_samples: Optional[List[DataSample]],
                  optim_wrapper: OptimWrapper,
-                 keep_scores: bool = False) -> Dict[str, torch.Tensor]:
+                 keep_scores: bool = False,
+                 partner: Optional[OptimWrapper] = None
+                 ) -> Dict[str, torch.Tensor]:
         """1. MAE step: the module (frozen, no graph) picks the top-k mask,
         MAE's loss on the masked patches updates the MAE only.  With
         ``keep_scores`` the module's forward keeps its graph and its scores
         are kept for the module step (``reuse_module_forward``); the MAE's
-        loss does not depend on them (they only rank)."""
+        loss does not depend on them (they only rank).  ``partner``: the
+        module's optimizer, stepped too (``torch1_zero_grad``)."""
         with optim_wrapper.optim_context(self):
             tokens, result = self.mask(inputs, data_samples,
                                        keep_graph=keep_scores)
@@ -207,23 +224,27 @@ class CLMAE(MaskedMAE):
                 self._kept_scores = result.scores
             pred = self.reconstruct(tokens, result)
             loss = self.head.loss(pred, inputs, result.mask)
-        self._update(optim_wrapper, loss, self.mae_parameters())
+        self._update(optim_wrapper, loss, self.mae_parameters(),
+                     partner)
         return dict(loss=loss.detach(), **mask_statistics(result))
 
     def masker_step(self, inputs: torch.Tensor,
                     data_samples: Optional[List[DataSample]],
                     optim_wrapper: OptimWrapper,
-                    scores: Optional[torch.Tensor] = None
+                    scores: Optional[torch.Tensor] = None,
+                    partner: Optional[OptimWrapper] = None
                     ) -> Dict[str, torch.Tensor]:
         """2. Masking-module step: the MAE frozen (``requires_grad`` off, so
         its parameters get no gradient), L_mask on the soft full-token pass
         updates the module only (``scores``: the module's scores with their
-        graph, reused from the MAE step; default: a new module forward)."""
+        graph, reused from the MAE step; default: a new module forward;
+        ``partner``: the MAE's optimizer, stepped too, ``torch1_zero_grad``).
+        """
         with optim_wrapper.optim_context(self), \
                 frozen(self.mae_parameters()):
             losses = self.masker_loss(inputs, data_samples, scores)
         self._update(optim_wrapper, losses['loss_masker'],
-                     self.masker.parameters())
+                     self.masker.parameters(), partner)
         return {k: v.detach() for k, v in losses.items()}
 
     def mask(self, inputs: torch.Tensor,
@@ -239,7 +260,8 @@ class CLMAE(MaskedMAE):
 
     def masker_loss(self, inputs: torch.Tensor,
                     data_samples: Optional[List[DataSample]] = None,
-                    scores: Optional[torch.Tensor] = None
+                    scores: Optional[torch.Tensor] = None,
+                    partner: Optional[OptimWrapper] = None
                     ) -> Dict[str, torch.Tensor]:
         """L_mask and its terms on a batch (§3); call with the MAE frozen.
         L_rec^soft on the first ``soft_batch_size`` images, the other terms
@@ -306,14 +328,30 @@ class CLMAE(MaskedMAE):
 
     @staticmethod
     def _update(optim_wrapper: OptimWrapper, loss: torch.Tensor,
-                params: Iterable[nn.Parameter]) -> None:
+                params: Iterable[nn.Parameter],
+                partner: Optional[OptimWrapper] = None) -> None:
         """``optim_wrapper.update_params(loss)`` with the gradients averaged
-        over the processes in distributed runs (``PartsDataParallel``)."""
+        over the processes in distributed runs (``PartsDataParallel``).
+
+        ``partner`` (``torch1_zero_grad``, the published runs' torch 1.x
+        single optimizer): the frozen part's optimizer steps at the same
+        time on the zero gradients its parameters hold since their own
+        last step (parameters that never had a gradient are skipped by
+        AdamW, as in torch 1.x), and gradients are zeroed in place
+        (``zero_grad(set_to_none=False)``)."""
         optim_wrapper.backward(optim_wrapper.scale_loss(loss))
         if optim_wrapper.should_update():
             average_over_ranks(p.grad for p in params)
             optim_wrapper.step()
-            optim_wrapper.zero_grad()
+            if partner is None:
+                optim_wrapper.zero_grad()
+            else:
+                if any(p.grad is not None
+                       for group in partner.optimizer.param_groups
+                       for p in group['params']):
+                    partner.step()
+                optim_wrapper.zero_grad(set_to_none=False)
+                partner.zero_grad(set_to_none=False)
 
     def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
         if mode == 'loss' and self.training:
@@ -347,7 +385,10 @@ def mask_statistics(result: MaskResult) -> Dict[str, torch.Tensor]:
     ``mask_binary``: mean |2s − 1| (1 = every score 0 or 1);
     ``mask_batch_std``: std of s over the batch, averaged over patches
     (0 = every image gets the same scores; what L_div prevents);
-    ``mask_kept_score``: mean s of the kept patches.
+    ``mask_kept_score``: mean s of the kept patches;
+    ``mask_specificity``: how image-specific the batch's 0/1 masks are
+    (:func:`~mlmask_mm.evaluation.mask_specificity`; 1 = independent
+    random masks, 0 = one position pattern for every image).
     """
     s = result.scores.float()
     kept = 1 - result.mask.float()
@@ -357,4 +398,5 @@ def mask_statistics(result: MaskResult) -> Dict[str, torch.Tensor]:
         mask_kept_score=(s * kept).sum() / kept.sum().clamp_min(1))
     stats['mask_batch_std'] = s.std(dim=0).mean() if s.shape[0] > 1 \
         else s.new_zeros(())
+    stats['mask_specificity'] = mask_specificity(result.mask)
     return stats

@@ -62,7 +62,7 @@ class CurriculumMasker(BaseMasker):
                  feedforward_channels: Optional[int] = None,
                  in_channels: Optional[int] = None,
                  mask_ratio: float = 0.75,
-                 norm_cfg: dict = dict(type='LN', eps=1e-6),
+                 norm_cfg: dict = dict(type='LN', eps=1e-5),
                  init_cfg=None) -> None:
         super().__init__(mask_ratio=mask_ratio, init_cfg=init_cfg)
         if head not in HEADS:

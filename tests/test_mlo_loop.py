@@ -180,6 +180,52 @@ def test_three_levels_update_through_the_runner(
     assert split['num_samples'] == dict(train=8, val=2)
 
 
+@pytest.mark.parametrize('K', [1, 2])
+def test_mae_steps_get_the_mae_batch_levels_2_3_the_labelled_parts(
+        folders, tmp_path, build_runner, K):
+    """outer_step receives, per outer iteration, the MAE dataloader's batch
+    (split into K level-1 batches, together the batch the hooks see) for
+    level 1, the level-2 part of the split for level 2 and the level-3
+    part for level 3: no labelled image in an MAE step, no MAE image at
+    levels 2/3."""
+    mae, labelled = folders
+    cfg = mlo_config(mae, labelled, str(tmp_path / 'work'), max_iters=2,
+                     K=K)
+    runner = build_runner(cfg, f'mlo_batches_{K}')
+    model = runner.model
+    seen = []
+    original = model.outer_step
+
+    def spy(mae_batch, train_batch, val_batch, **kwargs):
+        parts = [mae_batch] if isinstance(mae_batch, dict) else mae_batch
+        seen.append(dict(
+            mae=[[osp.realpath(s.img_path) for s in b['data_samples']]
+                 for b in parts],
+            train=[osp.realpath(s.img_path)
+                   for s in train_batch['data_samples']],
+            val=[osp.realpath(s.img_path)
+                 for s in val_batch['data_samples']]))
+        return original(mae_batch, train_batch, val_batch, **kwargs)
+    model.outer_step = spy
+    hook = _Batches()
+    runner.register_hook(hook)
+    runner.train()
+    loop = runner.train_loop
+    split = {part: {osp.realpath(p) for p in getattr(
+        loop, f'{part}_split_loader').dataset.file_paths()}
+        for part in ('train', 'val')}
+    mae_root = osp.realpath(mae) + os.sep
+    assert len(seen) == 2
+    for it, got in enumerate(seen, start=1):
+        assert len(got['mae']) == K
+        flat = [p for b in got['mae'] for p in b]
+        assert all(p.startswith(mae_root) for p in flat), flat
+        assert flat == [osp.realpath(p) for p in hook.paths[it][0]]
+        assert len(flat) == 4 * K  # K batches of batch_size 4
+        assert set(got['train']) <= split['train']
+        assert set(got['val']) <= split['val']
+
+
 # ---------------------------------------------------- stage-II evaluation
 def test_stage2_evaluation_logged_checkpointed_and_reported(folders,
                                                             tmp_path, build_runner):

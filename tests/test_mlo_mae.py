@@ -159,14 +159,17 @@ class ToDouble(nn.Module):
 
 
 def unrolled_reference(model, state, batches, train, val, xi1, xi2,
-                       detach_input=True):
+                       detach_input=True, unroll='exact'):
     """∇φ L3(θ1^K(φ), θ2'(φ)) by autograd through K explicit SGD steps
     (hard masks from the masker at each θ1^k; the masker reads the patch
     embeddings detached, or not: then p depends on θ1 as well and the
-    level-1 step differentiates through it)."""
+    level-1 step differentiates through it).  ``unroll='last'``: θ1^{K−1}
+    is a constant, only the last step (on the last batch) depends on φ."""
     phi = hg.leaves(state['masker'])
     t1 = hg.leaves(state['mae'])
-    for b in batches:
+    for k, b in enumerate(batches):
+        if unroll == 'last' and k == len(batches) - 1:
+            t1 = hg.leaves(t1)  # cut φ's path through the earlier steps
         x = model.data_preprocessor(b)['inputs']
 
         def step_loss(x):
@@ -189,7 +192,8 @@ def unrolled_reference(model, state, batches, train, val, xi1, xi2,
     return hg.grads(loss, phi)
 
 
-def outer_step_error(mode, unroll_steps, fd_radius=1e-2, detach_input=True):
+def outer_step_error(mode, unroll_steps, fd_radius=1e-2, detach_input=True,
+                     unroll='exact'):
     """With SGD at levels 1 and 2 (lr = ξ, ``xi1=xi2='lr'``) the steps
     outer_step takes are the unrolled steps of the formulas: its
     hypergradient is compared with autograd through them (float64, dropout
@@ -197,7 +201,7 @@ def outer_step_error(mode, unroll_steps, fd_radius=1e-2, detach_input=True):
     xi1, xi2 = 0.05, 0.5
     model = build(masker='MLOMLPMasker',
                   hypergrad=dict(mode=mode, unroll_steps=unroll_steps,
-                                 unroll='exact', fd_radius=fd_radius,
+                                 unroll=unroll, fd_radius=fd_radius,
                                  xi1='lr', xi2='lr')).double()
     model.masker.detach_input = detach_input
     model.data_preprocessor = ToDouble()
@@ -211,7 +215,7 @@ def outer_step_error(mode, unroll_steps, fd_radius=1e-2, detach_input=True):
     got = model.last_hypergradient
     with hg.math_attention():  # the only SDPA kernel with double backward
         ref = unrolled_reference(ref_model, state, batches, train, val, xi1,
-                                 xi2, detach_input)
+                                 xi2, detach_input, unroll)
     assert hg.norm(ref) > 1e-3
     if mode == 'exact':
         for n in ref:
@@ -237,6 +241,38 @@ def test_undetached_masker_input_equals_autograd_through_the_steps_taken(
                             detach_input=False) < 1e-12
 
 
+@pytest.mark.parametrize('detach_input', [True, False])
+def test_outer_step_last_step_unroll_equals_autograd_through_the_last_step(
+        detach_input):
+    """unroll='last' with K = 2 (the CIFAR reproduction config): outer_step
+    differentiates the *last* MAE step (θ1^1 → θ1^2 on the second batch),
+    taken as autograd through that step alone; the first step's or the
+    full recursion's derivative is a different vector."""
+    assert outer_step_error('exact', 2, detach_input=detach_input,
+                            unroll='last') < 1e-12
+
+
+def test_last_step_unroll_differs_from_the_first_step_and_the_recursion():
+    """The reference above is not blind: through the first step only, or
+    through both, the hypergradient differs by > 1 % (so a loop that
+    records the wrong step fails the test above)."""
+    model = build(masker='MLOMLPMasker').double()
+    model.data_preprocessor = ToDouble()
+    state = snapshot(model)
+    batches = [batch(seed=s) for s in range(2)]
+    train, val = batch(seed=100), batch(seed=200)
+    with hg.math_attention():
+        last = unrolled_reference(model, state, batches, train, val, 0.05,
+                                  0.5, unroll='last')
+        full = unrolled_reference(model, state, batches, train, val, 0.05,
+                                  0.5)
+        first = unrolled_reference(model, state, batches[:1], train, val,
+                                   0.05, 0.5)
+    for other in (full, first):
+        diff = hg.norm({n: last[n] - other[n] for n in last})
+        assert diff > 0.01 * hg.norm(last)
+
+
 def test_undetached_masker_input_level1_step_learns_through_p():
     """The patch embedding's level-1 gradient includes the path through p:
     it differs from the detached run's by the term ∂L1/∂p · ∂p/∂θ1."""
@@ -252,10 +288,11 @@ def test_undetached_masker_input_level1_step_learns_through_p():
 
 
 def test_outer_step_fd_hypergradient_equals_unrolled_autograd():
-    """Central differences: 2.2e-4 relative error at r = 1e-2 on this
-    2-block ViT (GELU, softmax, LayerNorm curvature), falling as r²."""
+    """Central differences: 1.1e-3 relative error at r = 1e-2 on this
+    2-block ViT (GELU, softmax, LayerNorm curvature; masker at PyTorch's
+    default init), falling as r² (1.1e-5 at r = 1e-3)."""
     coarse = outer_step_error('finite_difference', 2, 1e-2)
-    assert coarse < 1e-3
+    assert coarse < 2e-3
     assert outer_step_error('finite_difference', 2, 1e-3) < coarse / 30
 
 
@@ -306,7 +343,8 @@ def test_official_weighting_both_paths_carry_weight(masker):
         (before[n] * (1 - lr * wd) - p.detach()).abs().flatten() / lr
         for n, p in model.part_params('masker').items()])
     live = torch.cat([(g != 0).flatten() for g in grad.values()])
-    assert live.float().mean() > 0.8  # (ReLU units dead on this batch: 0)
+    # (ReLU units dead on this batch: 0; 75 % live at PyTorch's default init)
+    assert live.float().mean() > 0.6
     near_lr = ((moved > 0.99) & (moved < 1.01))[live]
     assert near_lr.float().mean() > 0.99
 

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from mlmask_mm.engine.parts import part_of_children
+from mlmask_mm.evaluation import mask_specificity
 from mlmask_mm.registry import MODELS
 from mlmask_mm.utils.dist import average_over_ranks
 from ..losses.mlo_mae_losses import (per_patch_reconstruction_loss,
@@ -83,18 +84,6 @@ class _Call(nn.Module):
         return self.fn(*args)
 
 
-@contextlib.contextmanager
-def _eval_mode(module: nn.Module):
-    """Dropout / drop-path off; restores every submodule's flag."""
-    flags = {m: m.training for m in module.modules()}
-    module.train(False)
-    try:
-        yield
-    finally:
-        for m, flag in flags.items():
-            m.training = flag
-
-
 @MODELS.register_module()
 class MLOClsHead(ClsHead):
     """The official code's level-2 head: LayerNorm → Dropout → Linear.
@@ -103,6 +92,10 @@ class MLOClsHead(ClsHead):
 
     on the encoder's class token (use with ``MLOMAE(feature='cls')``).
     mmpretrain's ``LinearClsHead`` is the plain linear head (the default).
+    Initialised as the official ``FinetuneVisionTransformer``
+    (``cifar_vit_mlo.py`` l. 9-35, built standalone in ``main_cifar10.py``
+    l. 297): PyTorch's defaults, W ~ U(±1/√D) (std 1/√(3D) = 0.021 at
+    D = 768), LayerNorm (1, 0); not the MAE's Xavier (std 0.051 at 768).
 
     Args:
         num_classes, in_channels: classes and feature width.
@@ -120,6 +113,16 @@ class MLOClsHead(ClsHead):
         self.norm = nn.LayerNorm(in_channels)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(in_channels, num_classes)
+
+    def init_weights(self) -> None:
+        """PyTorch's default initialisation (``reset_parameters``) unless
+        an ``init_cfg`` is given."""
+        if self.init_cfg is not None:
+            super().init_weights()
+            return
+        self.norm.reset_parameters()
+        self.fc.reset_parameters()
+        self._is_init = True
 
     def forward(self, feats: Sequence[Tensor]) -> Tensor:
         return self.fc(self.dropout(self.norm(self.pre_logits(feats))))
@@ -144,9 +147,10 @@ class MLOMAE(MaskedMAE):
             ``docs/mlo_mae.md``.
         amp: None (fp32) or 'bf16' (autocast for everything but the
             finite differences, which always run in strict fp32).
-        learnable_pos_embed: train the encoder's position embedding (part
-            of θ1; initialised to MAE's sin-cos table) as the official
-            code's CIFAR model; MAE keeps it fixed (default).
+        learnable_pos_embed: train the encoder's and the decoder's position
+            embeddings (part of θ1; initialised to MAE's sin-cos tables) as
+            the official CIFAR model (``cifar_mae_model.py`` l. 219-223,
+            both ``requires_grad=True``); MAE keeps them fixed (default).
     """
 
     # the masking network (MaskedMAE.build_masker): named by the config
@@ -224,6 +228,13 @@ class MLOMAE(MaskedMAE):
         self.amp = amp
         if learnable_pos_embed:
             self.backbone.pos_embed.requires_grad_(True)
+            decoder_pos = getattr(self.neck, 'decoder_pos_embed', None)
+            if decoder_pos is None:
+                raise ValueError(
+                    'model.learnable_pos_embed=True needs a decoder with a '
+                    'decoder_pos_embed (MAEPretrainDecoder), got neck '
+                    f'{type(self.neck).__name__}')
+            decoder_pos.requires_grad_(True)
         unknown = set(hypergrad or {}) - set(HYPERGRAD_DEFAULTS)
         if unknown:
             raise ValueError(
@@ -462,7 +473,11 @@ class MLOMAE(MaskedMAE):
             return loss
 
         phi = {n: p.detach() for n, p in self.part_params('masker').items()}
-        with _eval_mode(self), self._autocast(val_x.device):
+        # the model stays in training mode: dropout (MLOClsHead's 0.1) is on
+        # in L2 and L3 as in the official code, where betty runs the
+        # problems' training_step on modules in training mode; the finite
+        # differences draw the same dropout masks at ±ε (hg.SameRNG)
+        with self._autocast(val_x.device):
             res = hg.hypergradient(
                 [self.level1_loss_fn(r) for r in records], l2, l3,
                 [r.theta1 for r in records],
@@ -545,7 +560,9 @@ class MLOMAE(MaskedMAE):
         positions), ``mask_prob_saturated`` (fraction of p below 0.01 or
         above 0.99) and ``mask_shared`` (fraction of each image's masked
         patches that every image of the batch masks: 1 = one mask for
-        all)."""
+        all) and ``mask_specificity``
+        (:func:`mlmask_mm.evaluation.mask_specificity`: ≈ 1 for
+        independent masks, 0 for one pattern shared by the batch)."""
         p, m = result.scores.detach().float(), result.mask.float()
         shared = m.prod(0).sum() / m[0].sum().clamp_min(1)
         return dict(
@@ -557,4 +574,4 @@ class MLOMAE(MaskedMAE):
             mask_prob_image_std=(p.std(0).mean() if len(p) > 1 else
                                  p.new_zeros(())),
             mask_prob_saturated=((p < 0.01) | (p > 0.99)).float().mean(),
-            mask_shared=shared)
+            mask_shared=shared, mask_specificity=mask_specificity(m))

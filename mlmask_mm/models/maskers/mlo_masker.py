@@ -16,6 +16,14 @@ attached, finite-difference hypergradients flip ReLU units between the ±ε
 evaluations (docs/mlo_mae.md, "Numerical pitfalls").  With
 ``detach_input=False`` (the official code) p also depends on the encoder's
 patch embedding, which then learns through p at level 1.
+
+Two settings follow the official code (``Alexiland/MLO-MAE``,
+``cifar_mae_model.py`` l. 124-143, built standalone in ``main_cifar10.py``
+l. 293): the network keeps PyTorch's default ``nn.Linear`` /
+``nn.LayerNorm`` initialisation (the MAE's Xavier ``init_cfg`` does not
+reach it, see :meth:`ProbabilityMasker.init_weights`), and p is computed in
+fp32 also under bf16 autocast (bf16 has 8 bits of mantissa: p near 0.5
+would tie and the top-k would decide by index order).
 """
 from abc import abstractmethod
 from typing import Optional
@@ -41,8 +49,29 @@ class ProbabilityMasker(BaseMasker):
         self.detach_input = bool(detach_input)
 
     @abstractmethod
-    def probabilities(self, tokens: torch.Tensor) -> torch.Tensor:
+    def network(self, tokens: torch.Tensor) -> torch.Tensor:
         """B x L x D tokens → B x L masking probabilities p."""
+
+    def probabilities(self, tokens: torch.Tensor) -> torch.Tensor:
+        """p = ``network(tokens)`` with autocast off and half-precision
+        tokens cast to fp32 (the official code runs the network in fp32)."""
+        if tokens.dtype in (torch.float16, torch.bfloat16):
+            tokens = tokens.float()
+        with torch.autocast(tokens.device.type, enabled=False):
+            return self.network(tokens)
+
+    def init_weights(self) -> None:
+        """PyTorch's default initialisation of every layer
+        (``reset_parameters``: ``nn.Linear`` U(±1/√fan_in)), as the
+        official network, which is built outside the MAE and never
+        re-initialised; a masker ``init_cfg`` replaces it."""
+        if self.init_cfg is not None:
+            super().init_weights()
+            return
+        for m in self.modules():
+            if m is not self and hasattr(m, 'reset_parameters'):
+                m.reset_parameters()
+        self._is_init = True
 
     def network_input(self, tokens: torch.Tensor) -> torch.Tensor:
         return tokens.detach() if self.detach_input else tokens
@@ -95,7 +124,7 @@ class MLOMLPMasker(ProbabilityMasker):
             nn.Linear(num_patches * embed_dims, hidden_dims), nn.ReLU(),
             nn.Linear(hidden_dims, num_patches))
 
-    def probabilities(self, tokens: torch.Tensor) -> torch.Tensor:
+    def network(self, tokens: torch.Tensor) -> torch.Tensor:
         B, L, D = tokens.shape
         if (L, D) != (self.num_patches, self.embed_dims):
             raise ValueError(
@@ -136,7 +165,7 @@ class MLOTokenMasker(ProbabilityMasker):
             nn.LayerNorm(embed_dims), nn.Linear(embed_dims, hidden_dims),
             nn.GELU(), nn.Linear(hidden_dims, 1))
 
-    def probabilities(self, tokens: torch.Tensor) -> torch.Tensor:
+    def network(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.shape[-1] != self.embed_dims:
             raise ValueError(
                 f'MLOTokenMasker was built for embed_dims={self.embed_dims} '

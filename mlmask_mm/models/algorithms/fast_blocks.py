@@ -7,9 +7,10 @@ The same pre-norm block as mmpretrain (``vision_transformer.py``,
     x ← x + W_o · SDPA(split_heads(W_qkv · LN₁(x) + b_qkv)) + b_o
     x ← x + W₂ · GELU(W₁ · LN₂(x) + b₁) + b₂
 
-with one ``F.linear`` for q, k and v together, ``F.scaled_dot_product_attention``
-(flash / memory-efficient kernels where the device has them) and no module
-calls, dropout or identity modules in between.  The modules stay where they
+with one ``F.linear`` for q, k and v together,
+``F.scaled_dot_product_attention`` (flash / memory-efficient kernels where
+the device has them) and no module calls, dropout or identity modules in
+between.  The modules stay where they
 are (same parameters, same state-dict keys, same ``init_weights``); only the
 forward is replaced, so checkpoints load in mmpretrain, mmseg and mmdet
 unchanged.  Dropout, stochastic depth and layer scale are not implemented:

@@ -9,7 +9,6 @@ l. 252-285, ``MaskingNet`` l. 55-103), ``engine_pretrain.py``
 (``train_one_epoch``), ``main_pretrain.py`` (l. 186-203).
 """
 import copy
-import os.path as osp
 import types
 
 import pytest

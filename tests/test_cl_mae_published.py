@@ -9,7 +9,6 @@ l. 252-285, ``MaskingNet`` l. 55-103), ``engine_pretrain.py``
 (``train_one_epoch``), ``main_pretrain.py`` (l. 186-203).
 """
 import copy
-import os.path as osp
 import types
 
 import pytest
@@ -246,3 +245,32 @@ def test_module_layer_norms_are_torch_default_as_official():
     norms = [m for m in masker.modules() if isinstance(m, torch.nn.LayerNorm)]
     assert len(norms) == 2 * 2 + 1
     assert {m.eps for m in norms} == {1e-5}
+
+
+# ------------------------------------------- mask_specificity: log, picture
+def test_mask_specificity_is_logged_and_titles_the_mask_picture():
+    """Issue 21: the MAE step logs mask_specificity (0 for a batch of one
+    image repeated: one pattern); the mask picture has a title band with
+    it, which differs between a batch of identical and of different
+    images."""
+    from mlmask_mm.evaluation import mask_specificity
+    from mlmask_mm.visualization import render_mask_grid
+    from mlmask_mm.visualization.mask_grid import TITLE_HEIGHT
+    model, optim = build_model()
+    x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    same = x[:1].repeat(4, 1, 1, 1)
+    log = model.mae_step(same, None, optim['mae'])
+    assert log['mask_specificity'] == 0
+    log = model.mae_step(x, None, optim['mae'])
+    with torch.no_grad():
+        expected = mask_specificity(model.mask(x)[1].mask)
+    assert 0 < expected <= 4 / 3
+    # the pictures' un-normalisation (the Runner's preprocessor has them)
+    model.data_preprocessor.mean = torch.full((3, ), 128.)
+    model.data_preprocessor.std = torch.full((3, ), 64.)
+    grids = [render_mask_grid(model, images) for images in (same, x)]
+    for grid in grids:
+        band = grid[:TITLE_HEIGHT]
+        assert (band < 100).any() and (band == 255).mean() > 0.8
+        assert grid.shape[0] == TITLE_HEIGHT + 4 * (4 * 18 + 2)
+    assert not (grids[0][:TITLE_HEIGHT] == grids[1][:TITLE_HEIGHT]).all()

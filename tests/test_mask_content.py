@@ -177,3 +177,22 @@ def test_tool_on_a_cl_mae_checkpoint(tmp_path):
     assert loaded_cfg.train_dataloader.dataset.to_dict() == before
     with pytest.raises(FileNotFoundError, match='missing.pth'):
         tool.main([cfg_path, str(tmp_path / 'missing.pth')])
+
+
+def test_mean_colour_images_are_flat_with_the_image_mean():
+    """The content-removed batch: every pixel of image b is b's mean per
+    channel; a masker keeping the brightest patches then keeps by ties
+    alone, whatever the image was."""
+    x = images(4)
+    calls = []
+
+    def recording(batch):
+        calls.append(batch.clone())
+        return first_column(batch)
+
+    mask_content_test(recording, x, P)
+    flat = [c for c in calls if (c.flatten(2).std(-1) < 1e-6).all()]
+    assert len(flat) == 1
+    expected = x.mean(dim=(2, 3))
+    torch.testing.assert_close(flat[0][:, :, 0, 0], expected)
+    assert len(calls) == 5  # images, flipped, shifted, shuffled, flat

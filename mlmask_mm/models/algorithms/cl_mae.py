@@ -28,7 +28,10 @@ The two steps have their own optimizers, ``optim_wrapper['mae']`` and
 ``optim_wrapper['masker']`` (an ``OptimWrapperDict``, built by
 :class:`~mlmask_mm.engine.parts.PartsOptimWrapperConstructor` from the parts
 ``CLMAE`` declares), and neither touches the other's
-parameters, gradients or optimizer state.
+parameters, gradients or optimizer state (as the official code under
+torch ≥ 2.0; ``torch1_zero_grad=True`` gives the published runs' torch 1.x
+behaviour, where the frozen part also takes an AdamW step on zero
+gradients).
 """
 from contextlib import contextmanager
 from typing import Dict, Iterable, List, Optional, Union

@@ -50,7 +50,9 @@ class CurriculumMasker(BaseMasker):
             from ``embed_dims`` (a linear projection is added: a narrower,
             cheaper module).  Default: equal to ``embed_dims``.
         mask_ratio: r, the share of masked patches.
-        norm_cfg: normalisation of the blocks and of the score head.
+        norm_cfg: normalisation of the blocks and of the score head
+            (official ``MaskingNet``: ``nn.LayerNorm``'s default eps 1e-5;
+            the MAE's own norms use 1e-6).
     """
 
     def __init__(self,

@@ -352,23 +352,25 @@ class SelfGuidedMAE(MaskedMAE):
         """S (B x L) of B x L x C features; keeps the solver log and the
         features' mean token cosine.
 
-        ``exact``: the Fiedler vector by a float64 ``eigh`` (S in float64;
-        the generation pass), else by subspace iteration in float32 from
-        the spectrum floor (every view with ``generation='iteration'``).
+        The graph and S in float64; the Fiedler vector by a float64
+        ``eigh`` with ``exact`` (the generation pass), else by subspace
+        iteration with float32 products from the spectrum floor (every view
+        with ``generation='iteration'``).
         """
         c = self.ncut
-        x = features.double() if exact else features.float()
+        x = features.double()  # cosines near 1: float32 would round them
         with torch.autocast(x.device.type, enabled=False):
             self.feature_cosine = mean_token_cosine(x).float().cpu()
             W = affinity(x, c['tau'], c['eps'])
             if exact:
                 y1, self.solver_log = fiedler_vector_exact(W)
-            else:
+            else:  # float32 products
                 y1, self.solver_log = fiedler_vector(
                     W, c['tol'], c['max_iters'], block=c['block'],
                     power_steps=c['power_steps'], patience=c['patience'],
-                    floor=spectrum_floor(x, W), warn=warn)
-            return object_relevance(x, y1)
+                    floor=spectrum_floor(x, W), warn=warn,
+                    dtype=torch.float32)
+            return object_relevance(x, y1.double())
 
     @property
     def degenerate(self) -> torch.Tensor:

@@ -27,7 +27,8 @@ The hint ratio h is owned here: h = h_T at T, decaying linearly to
 h_end at the last iteration, h(t) = h_T + (h_end − h_T) (t − t_T) /
 (t_max − t_T) in iterations.  The switch, the measurement history and the
 relevance cache are this module's state, saved in checkpoints as plain
-tensors (``sg_state.*`` in ``state_dict()``, :meth:`state_tensors`).  :class:`~mlmask_mm.engine.hooks.SelfGuidedHook`
+tensors (``sg_state.*`` in ``state_dict()``, :meth:`state_tensors`).
+:class:`~mlmask_mm.engine.hooks.SelfGuidedHook`
 drives it from the runner through :meth:`check_due`, :meth:`measure_rates`,
 :meth:`decide`, :meth:`start_informed`, :meth:`generation_due`,
 :meth:`image_relevance`, :meth:`store_relevance` and :meth:`set_clock`.

@@ -92,8 +92,8 @@ def write_config(tmp_path, method: str, kill: bool = False) -> str:
         (tmp_path / 'kill_hook_for_test.py').write_text(_KILL_HOOK)
         text += ("custom_imports = dict(imports=['mlmask_mm', "
                  "'kill_hook_for_test'], allow_failed_imports=False)\n"
-                 "custom_hooks = _base_.custom_hooks + [dict(type='KillRankForTest', "
-                 f"iteration={KILL}, rank=1)]\n")
+                 "custom_hooks = _base_.custom_hooks + [dict("
+                 f"type='KillRankForTest', iteration={KILL}, rank=1)]\n")
     path = tmp_path / f'{method}{"_kill" if kill else ""}.py'
     path.write_text(text)
     return str(path)

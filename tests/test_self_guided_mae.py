@@ -206,8 +206,10 @@ def test_state_is_saved_and_resumed(image_folder, tmp_path, monkeypatch):
     state = {k[len('sg_state.'):]: v for k, v in ckpt['state_dict'].items()
              if k.startswith('sg_state.')}
     # tensors only (mmengine's post-init broadcast takes nothing else)
-    assert all(isinstance(v, torch.Tensor) for v in ckpt['state_dict'].values())
-    assert state['switch'][:2].tolist() == [3, 3] and len(state['history']) == 4
+    assert all(isinstance(v, torch.Tensor)
+               for v in ckpt['state_dict'].values())
+    assert state['switch'][:2].tolist() == [3, 3]
+    assert len(state['history']) == 4
     assert torch.equal(state['cache_maps'], model.cache.maps)
     generated.clear()
     cfg = sg_config(image_folder, work, max_iters=6,

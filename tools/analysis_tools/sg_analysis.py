@@ -112,8 +112,12 @@ def analyse(model, inputs, feature_layer=-2, seed=0, features='values'):
     feats = chosen[feature_layer % len(chosen)][:, 1:].float()
     # the generation pass's exact cut, and the iterative solver against it
     exact, _ = fiedler_vector_exact(affinity(feats.double()))
-    W = affinity(feats)
-    y1, log = fiedler_vector(W, floor=spectrum_floor(feats, W), warn=False)
+    # as SelfGuidedMAE(generation='iteration'): float64 graph, float32
+    # products
+    x64 = feats.double()
+    W = affinity(x64)
+    y1, log = fiedler_vector(W, floor=spectrum_floor(x64, W), warn=False,
+                             dtype=torch.float32)
     agree = split_agreement(y1.double(), exact)
     side = exact > exact.mean(-1, keepdim=True)
     anchor = exact.abs().argmax(-1, keepdim=True)

@@ -27,7 +27,8 @@ The hint ratio h is owned here: h = h_T at T, decaying linearly to
 h_end at the last iteration, h(t) = h_T + (h_end − h_T) (t − t_T) /
 (t_max − t_T) in iterations.  The switch, the measurement history and the
 relevance cache are this module's state, saved in checkpoints as plain
-tensors (``sg_state.*`` in ``state_dict()``, :meth:`state_tensors`).  :class:`~mlmask_mm.engine.hooks.SelfGuidedHook`
+tensors (``sg_state.*`` in ``state_dict()``, :meth:`state_tensors`).
+:class:`~mlmask_mm.engine.hooks.SelfGuidedHook`
 drives it from the runner through :meth:`check_due`, :meth:`measure_rates`,
 :meth:`decide`, :meth:`start_informed`, :meth:`generation_due`,
 :meth:`image_relevance`, :meth:`store_relevance` and :meth:`set_clock`.
@@ -352,23 +353,25 @@ class SelfGuidedMAE(MaskedMAE):
         """S (B x L) of B x L x C features; keeps the solver log and the
         features' mean token cosine.
 
-        ``exact``: the Fiedler vector by a float64 ``eigh`` (S in float64;
-        the generation pass), else by subspace iteration in float32 from
-        the spectrum floor (every view with ``generation='iteration'``).
+        The graph and S in float64; the Fiedler vector by a float64
+        ``eigh`` with ``exact`` (the generation pass), else by subspace
+        iteration with float32 products from the spectrum floor (every view
+        with ``generation='iteration'``).
         """
         c = self.ncut
-        x = features.double() if exact else features.float()
+        x = features.double()  # cosines near 1: float32 would round them
         with torch.autocast(x.device.type, enabled=False):
             self.feature_cosine = mean_token_cosine(x).float().cpu()
             W = affinity(x, c['tau'], c['eps'])
             if exact:
                 y1, self.solver_log = fiedler_vector_exact(W)
-            else:
+            else:  # float32 products
                 y1, self.solver_log = fiedler_vector(
                     W, c['tol'], c['max_iters'], block=c['block'],
                     power_steps=c['power_steps'], patience=c['patience'],
-                    floor=spectrum_floor(x, W), warn=warn)
-            return object_relevance(x, y1)
+                    floor=spectrum_floor(x, W), warn=warn,
+                    dtype=torch.float32)
+            return object_relevance(x, y1.double())
 
     @property
     def degenerate(self) -> torch.Tensor:

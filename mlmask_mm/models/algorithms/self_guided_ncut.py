@@ -70,7 +70,7 @@ class SolverLog:
     """How :func:`fiedler_vector` ended, per image.
 
     Attributes:
-        products: B, products with A − μ I run for each image (0: exact).
+        products: B, matrix products run for each image (0: exact).
         converged: B, residual ‖A v − ρ v‖ ≤ ``tol`` · (Ritz gap ρ1 − ρ2).
         stable: B, stopped because its bi-partition had not changed for
             ``patience`` products (not counted when ``converged``).
@@ -121,14 +121,17 @@ def fiedler_vector(W: torch.Tensor,
                    patience: Optional[int] = 48,
                    floor: Optional[torch.Tensor] = None,
                    generator: Optional[torch.Generator] = None,
-                   warn: bool = True) -> Tuple[torch.Tensor, SolverLog]:
+                   warn: bool = True,
+                   dtype: Optional[torch.dtype] = None
+                   ) -> Tuple[torch.Tensor, SolverLog]:
     """Batched Ncut eigenvector y1 of (D − W) y = λ D y (step 2), by
     subspace iteration.
 
-    Iterates on A − μ I, A = D^-½ W D^-½, μ = ``floor`` (B, a lower bound
-    of A's spectrum, :func:`spectrum_floor`; default −1, valid for any
-    graph), so every eigenvalue is ≥ 0 and the dominant ones are A's
-    largest; the known top eigenvector u0 = √d / ‖√d‖ is projected out.
+    Iterates on A − u0 u0ᵀ − μ I (formed in float64), A = D^-½ W D^-½,
+    u0 = √d / ‖√d‖ its known top eigenvector (also projected out of the
+    iterates), μ = ``floor`` (B, a lower bound of A's spectrum,
+    :func:`spectrum_floor`; default −1, valid for any graph), so every
+    eigenvalue is ≥ 0 and the dominant ones are A's largest after u0.
     ``block`` vectors are multiplied ``power_steps`` times, orthonormalised
     by CholeskyQR and rotated by Rayleigh-Ritz (a ``block`` x ``block``
     eigh); convergence rate (λ_{block+2} − μ) / (λ_2 − μ) per product,
@@ -144,29 +147,47 @@ def fiedler_vector(W: torch.Tensor,
     counted in the returned :class:`SolverLog` and, with ``warn``, reported
     by a warning.
 
+    ``dtype``: of the products (default W's); W itself may be float64
+    (features whose cosines differ from 1 by ~1e-5 need it: float32 rounds
+    them at ~1e-7).
+
     Returns y1 (B x L, unit norm, arbitrary sign) and the log.
     """
     B, L, _ = W.shape
     k = min(max(block, 2), L - 1)
-    device, dtype = W.device, W.dtype
-    A, d, inv_sqrt_d = _normalised_adjacency(W)
-    mu = torch.full((B, ), -1.0, dtype=dtype, device=device) \
-        if floor is None else floor.to(device, dtype)
-    A = A - mu.view(B, 1, 1) * torch.eye(L, dtype=dtype, device=device)
+    device, dtype = W.device, dtype or W.dtype
+    # B = A − u0 u0ᵀ − μ I formed in float64 and then rounded: near-uniform
+    # graphs have A ≈ u0 u0ᵀ, and products with A itself in float32 would
+    # lose the ~1e-3 structure to cancellation
+    A, d, inv_sqrt_d = _normalised_adjacency(W.double())
+    mu = torch.full((B, ), -1.0, dtype=torch.float64, device=device) \
+        if floor is None else floor.to(device, torch.float64)
     u0 = F.normalize(d.sqrt(), dim=-1).unsqueeze(-1)  # B x L x 1
+    A = A - u0 @ u0.transpose(1, 2) - mu.view(B, 1, 1) * torch.eye(
+        L, dtype=torch.float64, device=device)
+    A, u0, inv_sqrt_d = A.to(dtype), u0.to(dtype), inv_sqrt_d.to(dtype)
 
     def deflate(V, u):
         return V - u @ (u.transpose(1, 2) @ V)
 
     def orthonormalise(V):
-        """CholeskyQR: V Lc^-T with Lc Lc^T = V^T V (no batched QR)."""
+        """CholeskyQR: V Lc^-T with Lc Lc^T = V^T V; Householder QR for the
+        images whose block has (numerically) lost rank, e.g. a graph whose
+        deflated spectrum has fewer than ``block`` non-zero eigenvalues."""
         gram = V.transpose(1, 2) @ V
-        jitter = 1e-12 * gram.diagonal(dim1=1, dim2=2).amax(-1)
+        jitter = 10 * torch.finfo(dtype).eps * gram.diagonal(
+            dim1=1, dim2=2).amax(-1)
         gram = gram + jitter.view(-1, 1, 1) * torch.eye(
             k, dtype=dtype, device=device)
-        Lc = torch.linalg.cholesky(gram)
-        return torch.linalg.solve_triangular(
+        Lc, info = torch.linalg.cholesky_ex(gram)
+        bad = info != 0
+        if bool(bad.any()):
+            Lc[bad] = torch.eye(k, dtype=dtype, device=device)
+        Q = torch.linalg.solve_triangular(
             Lc.transpose(1, 2), V, upper=True, left=False)
+        if bool(bad.any()):
+            Q[bad] = torch.linalg.qr(V[bad]).Q
+        return Q
 
     V = torch.rand(B, L, k, generator=generator, dtype=dtype).to(device)
     V = orthonormalise(deflate(V - 0.5, u0))

@@ -132,6 +132,10 @@ OPTIONAL_PARTS = dict(
                  'mmsegmentation and full mmcv (mmcv.ops)'),
     needs_mmdet=(lambda: _has_mmcv_ops() and _has('mmdet', 'pycocotools'),
                  'mmdet, pycocotools and full mmcv (mmcv.ops)'),
+    needs_betty=(lambda: _has('betty'),
+                 'betty-ml 0.2.1 (test-only, the official MLO-MAE code\'s '
+                 'library: pip install --no-deps --ignore-requires-python '
+                 'betty-ml==0.2.1)'),
 )
 
 

@@ -92,3 +92,23 @@ def test_vit_base_p2_benchmarks_read_an_mlo_checkpoint(name):
     assert (b.arch, b.img_size, b.patch_size) == ('b', 32, 2)
     assert b.init_cfg.prefix == 'backbone.'  # MLOMAE's encoder keys
     assert cfg.model.head.in_channels == 768
+
+
+def test_official_test_split_option(tmp_path):
+    """The switch to the official protocol's stage II: mmpretrain's CIFAR10
+    test split (10,000 images, never downloaded at run time), every 313
+    outer iterations (the official valid_step = 625 MAE steps); the rest is
+    the reproduction config."""
+    from mlmask_mm.registry import DATASETS
+    base = Config.fromfile(CIFAR10)
+    cfg = Config.fromfile(CIFAR10.replace('.py', '_official-test.py'))
+    ds = cfg.val_dataloader.dataset
+    assert (ds.type, ds.split, ds.download) == ('CIFAR10', 'test', False)
+    assert cfg.train_cfg.val_interval == 313
+    assert cfg.model.to_dict() == base.model.to_dict()
+    assert cfg.train_cfg.max_iters == base.train_cfg.max_iters
+    assert base.val_dataloader.dataset.type == 'ImageFolder'  # the default
+    # no archive there: mmpretrain stops without downloading
+    with pytest.raises(RuntimeError, match='download'):
+        DATASETS.build(dict(ds.to_dict(), data_root=str(tmp_path)))
+    assert not any(tmp_path.iterdir())

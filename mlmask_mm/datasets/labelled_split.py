@@ -161,11 +161,38 @@ def sample_keys(dataset, name: str = 'dataset') -> Set[Tuple[str, str]]:
                 f'cannot verify the overlap of {name} ({_describe(dataset)})'
                 f' with the labelled data: sample {i} has neither img_path '
                 'nor img; refusing to start rather than skip the check')
-        arr = np.ascontiguousarray(np.asarray(img))
-        digest = hashlib.sha1(arr.tobytes())
-        digest.update(f'{arr.shape}{arr.dtype}'.encode())
-        keys.add(('content', digest.hexdigest()))
+        keys.add(content_key(img))
     return keys
+
+
+def content_key(img) -> Tuple[str, str]:
+    """``('content', sha1)`` of an H x W x C image array (pixels, shape and
+    dtype)."""
+    arr = np.ascontiguousarray(np.asarray(img))
+    digest = hashlib.sha1(arr.tobytes())
+    digest.update(f'{arr.shape}{arr.dtype}'.encode())
+    return 'content', digest.hexdigest()
+
+
+def file_content_keys(keys: Set[Tuple[str, str]],
+                      name: str = 'dataset') -> Set[Tuple[str, str]]:
+    """The ``('path', ...)`` keys of :func:`sample_keys` as content keys:
+    each file decoded to RGB uint8 (H x W x 3, the layout of mmpretrain's
+    in-memory CIFAR10 / CIFAR100), to compare files with in-memory images
+    (e.g. a labelled split of image files against the official CIFAR test
+    set).  Content keys pass through unchanged."""
+    import mmcv
+    out = set()
+    for kind, value in keys:
+        if kind != 'path':
+            out.add((kind, value))
+            continue
+        img = mmcv.imread(value, channel_order='rgb')
+        if img is None:
+            raise ValueError(f'cannot read {value!r} of {name} to compare '
+                             'it by content with in-memory images')
+        out.add(content_key(img))
+    return out
 
 
 def _labels(dataset) -> List[int]:

@@ -54,7 +54,8 @@ from mmengine.registry import DefaultScope
 from mmengine.runner.base_loop import BaseLoop
 from torch.utils.data import DataLoader
 
-from mlmask_mm.datasets.labelled_split import LabelledSplit, sample_keys
+from mlmask_mm.datasets.labelled_split import (LabelledSplit,
+                                               file_content_keys, sample_keys)
 from mlmask_mm.registry import DATASETS, LOOPS
 
 POSITIONS_KEY = 'mlo_loop_positions'
@@ -270,8 +271,10 @@ class MLOTrainLoop(BaseLoop):
 
         Samples are compared by file path, or by pixel content for
         in-memory datasets (:func:`~mlmask_mm.datasets.labelled_split.
-        sample_keys`); a dataset that can be compared neither way stops
-        training with an error (never a silent pass).
+        sample_keys`); files against in-memory images by the files' decoded
+        pixels (:func:`~mlmask_mm.datasets.labelled_split.
+        file_content_keys`); a dataset that can be compared neither way
+        stops training with an error (never a silent pass).
         """
         for name in ('train', 'val'):
             if len(getattr(self, f'{name}_split_loader').dataset) == 0:
@@ -296,19 +299,29 @@ class MLOTrainLoop(BaseLoop):
                     f'parts of the labelled data share {len(shared)} '
                     f'sample(s), e.g. {_show(sorted(shared)[0])}: use the '
                     'two parts of one LabelledSplit (same ratio and seed)')
+        by_content = {}  # the parts' files decoded, read once if needed
         for setting, dataset in self._evaluation_datasets(heldout_datasets):
             keys = sample_keys(dataset, setting)
             kinds = {k for k, _ in keys}
             for name, part in (('val', parts['val']),
                                ('train', parts['train'])):
+                part_kinds = {k for k, _ in part}
+                if kinds != part_kinds and 'content' in kinds | part_kinds:
+                    # files against in-memory images (e.g. the split's files
+                    # against mmpretrain's CIFAR10 test set): compare pixels
+                    if part_kinds != {'content'}:
+                        if name not in by_content:
+                            by_content[name] = file_content_keys(
+                                part, f'the {name} part of the split')
+                        part = by_content[name]
+                    keys = file_content_keys(keys, setting)
+                    kinds = {'content'}
                 if kinds != {k for k, _ in part}:
                     raise ValueError(
                         f'MLOTrainLoop: cannot verify that the {name} part '
                         f'of the labelled split shares no image with {setting}'
                         f': one is identified by {sorted(kinds)}, the other '
-                        f'by {sorted({k for k, _ in part})} (file paths vs '
-                        'in-memory pixels); use the same kind of dataset '
-                        'for both')
+                        f'by {sorted({k for k, _ in part})}')
                 shared = keys & part
                 if shared:
                     level = 3 if name == 'val' else 2

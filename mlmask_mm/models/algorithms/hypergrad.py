@@ -46,8 +46,10 @@ Second-order products are computed either
   caller's parameters are never modified.
 
 The callables must be deterministic functions of their arguments for the
-formulas to hold: a fixed hard mask, fixed masker input and dropout off
-(docs/mlo_mae.md, "Numerical pitfalls").  They must not enter autocast
+formulas to hold: a fixed hard mask, fixed masker input, and dropout
+either off or drawing the same masks at ±ε (``same_rng``; MLO-MAE keeps
+the head's dropout on in level 3, as the official code; docs/mlo_mae.md,
+"Numerical pitfalls").  They must not enter autocast
 themselves; the caller decides the precision of the exact parts.
 
 Under DDP, ``reduce`` (an in-place mean over processes of a list of

@@ -13,31 +13,24 @@
 _base_ = [
     '../mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py',
     '../_base_/schedules/mae_no_decay.py',
+    '../_base_/schedules/warmup_cosine.py',
+    './_base_/cl_mae_published.py',
 ]
 
 mask_ratio = 0.75
 model = dict(
+    _base_.cl_objective,
     type='CLMAE',
     backbone=dict(mask_ratio=mask_ratio),
     head=dict(norm_pix=False),
-    masker=dict(
-        type='CurriculumMasker',
-        head='token',
-        num_patches=(224 // 16)**2,
-        embed_dims=768,
-        num_layers=5,
-        num_heads=4,
-        mask_ratio=mask_ratio),
+    masker=dict(_base_.cl_masker, num_patches=(224 // 16)**2,
+                embed_dims=768, mask_ratio=mask_ratio),
     # cost knobs (docs/cl_mae.md): the module step every n iterations, on
     # the first k images of the batch; published: n = 1, the whole batch
     masker_update_interval=1,
     masker_batch_size=None,
-    lambda_bin=1.0,
-    lambda_kl=0.1,
-    lambda_div=2.0,
     bin_sigma=0.12,
-    div_kappa=0.1,
-    kl_reduction='sum')
+    div_kappa=0.1)
 
 train_dataloader = dict(batch_size=256)
 
@@ -61,20 +54,13 @@ optim_wrapper = dict(
 max_epochs = 200
 warmup_epochs = 40
 _schedule = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0,
-         end=warmup_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs,
-         by_epoch=True, begin=warmup_epochs, end=max_epochs,
-         convert_to_iter_based=True)
+    dict(_base_.warmup_by_epoch, end=warmup_epochs),
+    dict(_base_.cosine_by_epoch, T_max=max_epochs - warmup_epochs,
+         begin=warmup_epochs, end=max_epochs)
 ]
 param_scheduler = dict(_delete_=True, mae=_schedule, masker=_schedule)
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 
 # c(e): +1 -> -1 once per epoch, 0 skipped (the published schedule)
-custom_hooks = [
-    dict(type='CurriculumHook', start=1.0, end=-1.0, shape='linear',
-         skip_zero=True, by_epoch=True),
-]
-# distributed runs: CL-MAE's own train_step averages the gradients
-model_wrapper_cfg = dict(type='PartsDataParallel')
+custom_hooks = [dict(_base_.cl_curriculum_hook, by_epoch=True)]
 auto_scale_lr = dict(base_batch_size=2048)

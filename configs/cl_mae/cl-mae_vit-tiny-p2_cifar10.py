@@ -8,6 +8,7 @@ _base_ = [
     '../_base_/datasets/cifar10_mae.py',
     '../_base_/schedules/cl-mae_adamw.py',
     '../_base_/default_runtime.py',
+    './_base_/cl_mae_published.py',
 ]
 img_size = 32
 patch_size = 2
@@ -18,6 +19,7 @@ lr = 1e-3 * 256 / 256  # base lr 1e-3 x batch / 256, both parts (published)
 # the published objective (docs/cl_mae.md): official head, λ 1.0 / 0.1 /
 # 2.0, L_kl summed over the batch, bump height σ√(2π), unnormalised targets
 model = dict(
+    _base_.cl_objective,
     type='CLMAE',
     backbone=dict(img_size=img_size, patch_size=patch_size,
                   mask_ratio=mask_ratio),
@@ -25,22 +27,10 @@ model = dict(
     head=dict(patch_size=patch_size, norm_pix=False),
     # published module: 5 blocks at the encoder's width, 4 heads,
     # Linear(D, L) on its learnable token
-    masker=dict(
-        _delete_=True,
-        type='CurriculumMasker',
-        head='token',
-        num_patches=num_patches,
-        embed_dims=192,
-        num_layers=5,
-        num_heads=4,
-        mask_ratio=mask_ratio),
-    masker_update_interval=1,
-    lambda_bin=1.0,
-    lambda_kl=0.1,
-    lambda_div=2.0,
+    masker=dict(_base_.cl_masker, _delete_=True, num_patches=num_patches,
+                embed_dims=192, mask_ratio=mask_ratio),
     bin_sigma=0.12,
-    div_kappa=0.1,
-    kl_reduction='sum')
+    div_kappa=0.1)
 
 # AMP (the official code trains under autocast); one lr for both parts
 _amp = dict(type='AmpOptimWrapper', loss_scale='dynamic',
@@ -50,11 +40,9 @@ optim_wrapper = dict(mae=_amp, masker=_amp)
 max_epochs = 200
 warmup_epochs = 20
 _schedule = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0,
-         end=warmup_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs,
-         eta_min=1e-6, by_epoch=True, begin=warmup_epochs, end=max_epochs,
-         convert_to_iter_based=True)
+    dict(_base_.warmup_by_epoch, end=warmup_epochs),
+    dict(_base_.cosine_by_epoch, T_max=max_epochs - warmup_epochs,
+         eta_min=1e-6, begin=warmup_epochs, end=max_epochs)
 ]
 param_scheduler = dict(mae=_schedule, masker=_schedule)
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
@@ -65,9 +53,6 @@ default_hooks = dict(
 custom_hooks = [
     # c(e): +1 (partner) -> -1 (adversary) once per epoch, 0 skipped (the
     # published schedule)
-    dict(type='CurriculumHook', start=1.0, end=-1.0, shape='linear',
-         skip_zero=True, by_epoch=True),
+    dict(_base_.cl_curriculum_hook, by_epoch=True),
     dict(type='MaskVisualizationHook', num_images=8, interval=10000),
 ]
-# distributed runs: CL-MAE's own train_step averages the gradients
-model_wrapper_cfg = dict(type='PartsDataParallel')

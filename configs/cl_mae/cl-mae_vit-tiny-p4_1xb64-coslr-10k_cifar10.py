@@ -16,18 +16,13 @@ train_dataloader = dict(
         ann_file='meta/train.txt'))  # files 0000-4499 of each class
 model = dict(masker=dict(num_layers=5))
 _schedule = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,
-         end=warmup_iters),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup_iters,
-         end=max_iters, eta_min=1e-5)
+    dict(_base_.warmup_by_iter, end=warmup_iters),
+    dict(_base_.cosine_by_iter, begin=warmup_iters, end=max_iters)
 ]
 param_scheduler = dict(mae=_schedule, masker=_schedule)
 train_cfg = dict(max_iters=max_iters)
-default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=1000, by_epoch=False,
-                    max_keep_ckpts=2))
+default_hooks = dict(checkpoint=dict(interval=1000, max_keep_ckpts=2))
 custom_hooks = [
-    dict(type='CurriculumHook', start=1.0, end=-1.0, shape='linear',
-         skip_zero=True),
+    _base_.cl_curriculum_hook,
     dict(type='MaskVisualizationHook', num_images=8, interval=1000),
 ]

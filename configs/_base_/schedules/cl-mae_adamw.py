@@ -5,9 +5,9 @@
 # A config setting the lr sets it in both, e.g.
 #   optim_wrapper = dict(mae=dict(optimizer=dict(lr=lr)),
 #                        masker=dict(optimizer=dict(lr=lr)))
-# and gives both parts the same schedule:
+# and gives both parts the same schedule (its pieces: warmup_cosine.py):
 #   param_scheduler = dict(mae=schedule, masker=schedule)
-_base_ = ['./mae_no_decay.py']
+_base_ = ['./mae_no_decay.py', './warmup_cosine.py']
 cl_mae_adamw = dict(
     type='OptimWrapper',
     optimizer=dict(

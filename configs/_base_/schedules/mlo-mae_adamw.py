@@ -2,8 +2,9 @@
 # 'mae' = encoder + decoder (θ1), 'head' = downstream head (θ2), 'masker' =
 # masking network (φ).  Leaf configs set the learning rates and one scheduler
 # list per part: param_scheduler = dict(mae=[...], head=[...], masker=[...]).
+# (warm-up + cosine pieces: warmup_cosine.py)
 # Mixed precision: model.amp='bf16' (not AmpOptimWrapper / --amp).
-_base_ = ['./mae_no_decay.py']
+_base_ = ['./mae_no_decay.py', './warmup_cosine.py']
 _no_decay = _base_.mae_no_decay
 optim_wrapper = dict(
     constructor='PartsOptimWrapperConstructor',

@@ -18,14 +18,7 @@ model.update(
     backbone=dict(img_size=img_size, patch_size=patch_size),
     neck=dict(num_patches=(img_size // patch_size)**2, patch_size=patch_size),
     head=dict(patch_size=patch_size))
-train_dataloader = dict(dataset=dict(pipeline=[
-    dict(type='LoadImageFromFile'),
-    dict(type='RecordedRandomResizedCrop', scale=32,
-         crop_ratio_range=(0.5, 1.0), backend='pillow',
-         interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5),
-    _base_.sg_pack_inputs,
-]))
+train_dataloader = dict(dataset=dict(pipeline=_base_.sg_pipeline_32px))
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     loss_scale='dynamic',

@@ -8,14 +8,7 @@ model = _base_.sg_model
 model.update(switch=dict(by_epoch=False, interval=25, earliest=50,
                          fallback=200),
              measurement=dict(num_images=64))
-train_dataloader = dict(dataset=dict(pipeline=[
-    dict(type='LoadImageFromFile'),
-    dict(type='RecordedRandomResizedCrop', scale=32,
-         crop_ratio_range=(0.5, 1.0), backend='pillow',
-         interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5),
-    _base_.sg_pack_inputs,
-]))
+train_dataloader = dict(dataset=dict(pipeline=_base_.sg_pipeline_32px))
 custom_hooks = [
     dict(type='SelfGuidedHook'),
     dict(type='MaskVisualizationHook', num_images=8, interval=100),

@@ -27,3 +27,13 @@ sg_pack_inputs = dict(
     type='PackInputs',
     meta_keys=('sample_idx', 'img_path', 'ori_shape', 'img_shape',
                'scale_factor', 'flip', 'flip_direction', 'crop_box'))
+# the 32 px configs' training pipeline: the demo's augmentation with the
+# recorded crop
+sg_pipeline_32px = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RecordedRandomResizedCrop', scale=32,
+         crop_ratio_range=(0.5, 1.0), backend='pillow',
+         interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5),
+    sg_pack_inputs,
+]

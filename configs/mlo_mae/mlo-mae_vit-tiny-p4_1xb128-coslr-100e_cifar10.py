@@ -20,11 +20,9 @@ optim_wrapper = dict(
     head=dict(optimizer=dict(lr=1e-3)),
     masker=dict(optimizer=dict(lr=1e-3)))
 _schedule = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0,
-         end=warmup_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs,
-         eta_min=1e-5, by_epoch=True, begin=warmup_epochs, end=max_epochs,
-         convert_to_iter_based=True)
+    dict(_base_.warmup_by_epoch, start_factor=1e-3, end=warmup_epochs),
+    dict(_base_.cosine_by_epoch, T_max=max_epochs - warmup_epochs,
+         eta_min=1e-5, begin=warmup_epochs, end=max_epochs)
 ]
 param_scheduler = dict(mae=_schedule, head=_schedule, masker=_schedule)
 train_cfg = dict(max_epochs=max_epochs)

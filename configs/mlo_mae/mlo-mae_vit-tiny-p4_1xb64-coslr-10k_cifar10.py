@@ -11,10 +11,8 @@ warmup_iters = 1000
 train_dataloader = dict(batch_size=64)
 train_cfg = dict(max_epochs=None, max_iters=max_iters)
 _schedule = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,
-         end=warmup_iters),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup_iters,
-         end=max_iters, eta_min=1e-5)
+    dict(_base_.warmup_by_iter, end=warmup_iters),
+    dict(_base_.cosine_by_iter, begin=warmup_iters, end=max_iters)
 ]
 param_scheduler = dict(mae=_schedule, head=_schedule, masker=_schedule)
 val_dataloader = None

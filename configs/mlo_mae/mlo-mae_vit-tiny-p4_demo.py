@@ -67,10 +67,8 @@ optim_wrapper = dict(
     head=dict(optimizer=dict(lr=1e-3)),
     masker=dict(optimizer=dict(lr=1e-5)))
 _schedule = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,
-         end=warmup_iters),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup_iters,
-         end=max_iters, eta_min=1e-5)
+    dict(_base_.warmup_by_iter, end=warmup_iters),
+    dict(_base_.cosine_by_iter, begin=warmup_iters, end=max_iters)
 ]
 # (eta_min = the masking network's lr: after the warm-up it stays at 1e-5)
 param_scheduler = dict(mae=_schedule, head=_schedule, masker=_schedule)

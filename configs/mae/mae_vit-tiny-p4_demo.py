@@ -4,11 +4,5 @@ _base_ = [
     '../_base_/models/mae_vit-tiny-p4.py',
     '../_base_/datasets/cifar10_demo_mae.py',
     '../_base_/schedules/adamw_iters.py',
-    '../_base_/default_runtime.py',
+    '../_base_/demo_runtime.py',
 ]
-default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=100, by_epoch=False,
-                    max_keep_ckpts=2))
-custom_hooks = [dict(type='MaskVisualizationHook', num_images=8,
-                     interval=100)]
-log_processor = dict(by_epoch=False)

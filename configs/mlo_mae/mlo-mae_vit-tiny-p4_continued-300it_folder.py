@@ -15,16 +15,9 @@
 # mlo-mae_vit-base-p16_8xb32-coslr-50e_in1k.py with the
 # same --cfg-options plus train_cfg.labelled_split.dataset.type=ImageFolder
 # and a shorter train_cfg.max_epochs.
-_base_ = [
-    '../_base_/models/mlo-mae_vit-tiny-p4.py',
-    '../_base_/datasets/cifar10_demo_mae.py',
-    '../_base_/datasets/mlo_labelled_split.py',
-    '../_base_/schedules/mlo-mae_adamw.py',
-    '../_base_/default_runtime.py',
-]
+_base_ = ['./_base_/mlo_demo.py']
 load_from = 'work_dirs/demo/iter_400.pth'  # an MAE checkpoint
 max_iters = 300
-model = dict(hypergrad=dict(unroll_steps=1))
 train_dataloader = dict(batch_size=32)
 train_cfg = dict(
     max_iters=max_iters,
@@ -41,9 +34,3 @@ _schedule = [
          eta_min=1e-6)
 ]
 param_scheduler = dict(mae=_schedule, head=_schedule, masker=_schedule)
-default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=100, by_epoch=False,
-                    max_keep_ckpts=2))
-custom_hooks = [dict(type='MaskVisualizationHook', num_images=8,
-                     interval=100)]
-log_processor = dict(by_epoch=False)

@@ -12,13 +12,7 @@
 # every 100 iterations the level-2 head's top-1/top-5 on 20 images per class
 # held out from levels 2 and 3 (a seeded split of the demo folders; the MAE
 # of level 1 reads all 1,000 images, without labels).
-_base_ = [
-    '../_base_/models/mlo-mae_vit-tiny-p4.py',
-    '../_base_/datasets/cifar10_demo_mae.py',
-    '../_base_/datasets/mlo_labelled_split.py',
-    '../_base_/schedules/mlo-mae_adamw.py',
-    '../_base_/default_runtime.py',
-]
+_base_ = ['./_base_/mlo_demo.py']
 max_iters = 300
 warmup_iters = 30
 # smaller than the MAE demo's ViT-tiny (12 x 192): an outer iteration costs
@@ -31,8 +25,7 @@ model = dict(
     neck=dict(
         embed_dim=128, decoder_embed_dim=128, decoder_depth=1,
         decoder_num_heads=4),
-    downstream_head=dict(in_channels=128),
-    hypergrad=dict(unroll_steps=1))
+    downstream_head=dict(in_channels=128))
 train_dataloader = dict(batch_size=16)
 _folders = dict(
     type='ImageFolder',
@@ -72,10 +65,3 @@ _schedule = [
 ]
 # (eta_min = the masking network's lr: after the warm-up it stays at 1e-5)
 param_scheduler = dict(mae=_schedule, head=_schedule, masker=_schedule)
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=100, by_epoch=False,
-                    max_keep_ckpts=2))
-custom_hooks = [dict(type='MaskVisualizationHook', num_images=8,
-                     interval=100)]
-log_processor = dict(by_epoch=False)

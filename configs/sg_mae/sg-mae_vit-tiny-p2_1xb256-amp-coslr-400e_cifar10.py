@@ -11,6 +11,7 @@ _base_ = [
     '../_base_/default_runtime.py',
     './_base_/self_guided.py',
     '../_base_/schedules/mae_no_decay.py',
+    '../_base_/schedules/warmup_cosine.py',
 ]
 img_size, patch_size = 32, 2
 model = _base_.sg_model
@@ -26,10 +27,8 @@ optim_wrapper = dict(
                    weight_decay=0.05),
     paramwise_cfg=_base_.mae_no_decay)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=40,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=360, eta_min=1e-6, by_epoch=True,
-         begin=40, end=400, convert_to_iter_based=True)
+    dict(_base_.warmup_by_epoch, end=40),
+    dict(_base_.cosine_by_epoch, T_max=360, eta_min=1e-6, begin=40, end=400)
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=400)
 default_hooks = dict(

@@ -21,7 +21,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.runner import Runner
 
 from mlmask_mm.engine.config_checks import prepare_config
-from mlmask_mm.utils.dist import close_process_group
+from mlmask_mm.utils.dist import finish_distributed_run
 
 TEST_KEYS = ('test_dataloader', 'test_evaluator')
 
@@ -135,7 +135,7 @@ def main(argv=None) -> dict:
     metrics = runner.test()
     if args.out and args.out_item == 'metrics':
         mmengine.dump(metrics, args.out)
-    close_process_group()
+    finish_distributed_run()
     return metrics
 
 

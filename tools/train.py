@@ -13,7 +13,7 @@ from mmengine.runner import Runner
 from mlmask_mm.engine.config_checks import (check_pretrained_checkpoint,
                                             prepare_config)
 from mlmask_mm.utils.checkpoint_files import resolve_resume
-from mlmask_mm.utils.dist import close_process_group
+from mlmask_mm.utils.dist import finish_distributed_run
 
 
 def parse_args():
@@ -77,7 +77,7 @@ def main():
     resolve_resume(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
-    close_process_group()
+    finish_distributed_run()
 
 
 if __name__ == '__main__':

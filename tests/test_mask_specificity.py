@@ -34,3 +34,26 @@ def test_grid_masks_and_degenerate_batches():
     assert mask_specificity(torch.tensor([[1., 0., 1.]])).item() == 0.0
     with pytest.raises(ValueError, match='B x L'):
         mask_specificity(torch.ones(5))
+
+
+def test_plain_mae_logs_it_beside_its_loss(tmp_path):
+    """Every MaskedMAE logs ``mask_specificity`` (the study's column reads
+    it from the training log); it is not part of the optimised loss."""
+    from mmengine.registry import init_default_scope
+
+    from conftest import tiny_config
+    from mlmask_mm.registry import MODELS
+    init_default_scope('mlmask_mm')
+    cfg = tiny_config(str(tmp_path), str(tmp_path / 'work'))
+    model = MODELS.build(dict(cfg.model, data_preprocessor=None))
+    model.init_weights()
+    torch.manual_seed(0)
+    images = torch.randn(32, 3, 16, 16)
+    losses = model.loss(images, [])
+    assert set(losses) == {'loss', 'mask_specificity'}
+    assert not losses['mask_specificity'].requires_grad
+    # 32 independent random masks of 16 patches: about 1
+    assert 0.8 < losses['mask_specificity'].item() < 1.1
+    total, log_vars = model.parse_losses(losses)
+    torch.testing.assert_close(total, losses['loss'])
+    assert 'mask_specificity' in log_vars

@@ -9,7 +9,8 @@ Independent random masks of ratio r give ≈ 1 (each column is Bernoulli(r),
 variance r(1 - r)); one position pattern shared by every image gives 0.
 r is the batch's own fraction of masked patches, so the figure does not
 depend on how a masker states its ratio.  Methods log it every logging
-interval (Self-Guided MAE once informed masks are on, CL-MAE, MLO-MAE) and
+interval (every ``MaskedMAE``: random masks too; Self-Guided MAE once
+informed masks are on, CL-MAE, MLO-MAE) and
 the mask pictures print it in their title.
 """
 import torch
@@ -29,7 +30,7 @@ def mask_specificity(mask: torch.Tensor) -> torch.Tensor:
         return torch.zeros((), dtype=torch.float32, device=mask.device)
     r = m.mean()
     bound = r * (1 - r)
-    if bound <= 0:
-        return torch.zeros((), dtype=torch.float32, device=mask.device)
     var = m.var(dim=0, unbiased=False).mean()
-    return (var / bound).float()
+    # no branch on a tensor value: no host sync per logged step on a GPU
+    return torch.where(bound > 0, var / bound.clamp_min(1e-12),
+                       torch.zeros_like(var)).float()

@@ -41,6 +41,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from mmengine.config import Config, DictAction
 
 from ..paths import config_path, tool_path
+from ..utils.checkpoint_files import newest_complete_checkpoint
+from .study_continue import (kept_checkpoints, logged_mean, parse_continue,
+                             spent_budget)
 
 #: the folder above the package: the working directory and PYTHONPATH of
 #: the steps (a checkout's root, where relative data paths start)
@@ -53,7 +56,10 @@ TOOLS = dict(
     test='test.py',
     convert='model_converters/mlmask2backbone.py',
     fewshot='analysis_tools/fewshot.py',
+    init='misc/init_checkpoint.py',
 )
+#: the label of ``--random-init``'s rows
+RANDOM_INIT = 'random-init'
 #: below configs/
 DEFAULT_PROBE = osp.join(
     'benchmarks', 'vit-tiny-p2_1xb256-linear-coslr-90e_cifar10.py')
@@ -589,6 +595,8 @@ class Study:
         if len(set(self.labels)) != len(self.labels):
             raise ValueError(f'--labels / config names must differ: '
                              f'{self.labels}')
+        if args.random_init and RANDOM_INIT in self.labels:
+            raise ValueError(f'label {RANDOM_INIT!r} is --random-init\'s')
         for label in self.labels:
             if _UNSAFE.search(label) or '/' in label:
                 raise ValueError(f'label {label!r}: use letters, digits, '
@@ -610,19 +618,57 @@ class Study:
         self.probe_epochs = args.probe_epochs or int(
             Config.fromfile(self.probe).train_cfg.max_epochs) \
             if 'linear' in args.probes else None
-        self.runs = [self._plan(c, label, seed)
-                     for c, label in zip(self.configs, self.labels)
-                     for seed in args.seeds]
+        self.continued = parse_continue(args.continue_from, self.labels)
+        self.runs = []
+        for c, label in zip(self.configs, self.labels):
+            for seed in args.seeds:
+                base = None
+                if label in self.continued:
+                    base = next(r for r in self.runs if r['seed'] == seed and
+                                r['label'] == self.continued[label][0])
+                self.runs.append(self._plan(c, label, seed, base))
+        self.rows = list(zip(self.configs, self.labels))
+        if args.random_init:
+            self.rows.append((self.configs[0], RANDOM_INIT))
+            self.runs += [self._plan_random_init(seed) for seed in args.seeds]
         self.commands: List[str] = []
 
     # -- planning (everything checked before the first step runs)
-    def _plan(self, config: str, label: str, seed: int) -> Dict:
+    def _plan(self, config: str, label: str, seed: int,
+              base: Optional[Dict] = None) -> Dict:
         cfg = Config.fromfile(config)
         user = dict(self.args.cfg_options or {})
         cfg.merge_from_dict(user)
-        length = run_length(cfg, self.budget_unit, self.budget,
+        budget, start = self.budget, None
+        if base is not None:  # --continue LABEL=BASE@N
+            n = self.continued[label][1]
+            blen = base['length']
+            kept = kept_checkpoints(blen['length'], base['ckpt_interval'])
+            if n not in kept:
+                raise ValueError(
+                    f'--continue {label}={base["label"]}@{n}: a run of '
+                    f'{base["label"]} keeps the checkpoints after {kept} '
+                    f'{blen["unit"]} (set --ckpt-interval to keep {n})')
+            spent = spent_budget(blen, n, self.budget_unit)
+            budget = self.budget - spent['budget']
+            if budget <= 0:
+                raise ValueError(
+                    f'--continue {label}={base["label"]}@{n}: those {n} '
+                    f'{blen["unit"]} cost the whole budget ({self.budget} '
+                    f'{self.budget_unit})')
+            prefix = 'iter' if blen['unit'] == 'iters' else 'epoch'
+            start = osp.join(base['dir'], 'pretrain', f'{prefix}_{n}.pth')
+            render_options({'load_from': start})  # a path --cfg-options carry
+        length = run_length(cfg, self.budget_unit, budget,
                             self.costs[config], self.data['num_train'])
+        if base is not None:
+            length['continued'] = dict(
+                label=base['label'], at=n, unit=base['length']['unit'],
+                checkpoint=start, **spent)
+            length['mae_steps'] += spent['mae_steps']
         name = f'{length["unit"]}{length["length"]}_seed{seed}'
+        if base is not None:
+            name = f'from-{base["label"]}{n}_{name}'
         run_dir = osp.join(self.out, 'runs', label, name)
         opts = pretrain_options(
             cfg, self.data, length, seed, self.args.num_workers,
@@ -640,8 +686,30 @@ class Study:
         return dict(
             config=config, label=label, seed=seed, cfg=cfg, dir=run_dir,
             length=length, options=render_options(opts),
+            ckpt_interval=opts['default_hooks.checkpoint.interval'],
+            start_from=start,
             checkpoint=osp.join(run_dir, 'pretrain',
                                 f'{prefix}_{length["length"]}.pth'),
+            backbone=osp.join(run_dir, 'backbone.pth'),
+            probe_dir=osp.join(
+                run_dir, f'linear_probe_{self.probe_epochs}e{self._suffix}'),
+            fewshot_dir=osp.join(run_dir, f'fewshot{self._suffix}'))
+
+    def _plan_random_init(self, seed: int) -> Dict:
+        """The untrained model of the first config, probed like the
+        pretrained ones (``tools/misc/init_checkpoint.py``)."""
+        config = self.configs[0]
+        cfg = Config.fromfile(config)
+        cfg.merge_from_dict(dict(self.args.cfg_options or {}))
+        run_dir = osp.join(self.out, 'runs', RANDOM_INIT, f'init_seed{seed}')
+        length = dict(unit='iters', length=0, iterations=0,
+                      iters_per_epoch=None, ratio=0.0, mae_steps=0,
+                      batch_size=int(cfg.train_dataloader.batch_size))
+        return dict(
+            config=config, label=RANDOM_INIT, seed=seed, cfg=cfg,
+            dir=run_dir, length=length, options=[], random_init=True,
+            start_from=None,
+            checkpoint=osp.join(run_dir, 'pretrain', 'init.pth'),
             backbone=osp.join(run_dir, 'backbone.pth'),
             probe_dir=osp.join(
                 run_dir, f'linear_probe_{self.probe_epochs}e{self._suffix}'),
@@ -665,9 +733,22 @@ class Study:
         return seconds
 
     def pretrain(self, run: Dict) -> None:
-        cmd = python_command('train', [
-            run['config'], '--work-dir', osp.join(run['dir'], 'pretrain'),
-            '--resume', '--cfg-options', *run['options']])
+        if run.get('random_init'):
+            self._step(python_command('init', [
+                run['config'], run['checkpoint'], '--seed', run['seed']]),
+                osp.isfile(run['checkpoint']),
+                osp.join(run['dir'], 'init.log'))
+            return
+        work = osp.join(run['dir'], 'pretrain')
+        options, resume = list(run['options']), ['--resume']
+        if run['start_from'] and (self.args.dry_run or
+                                  newest_complete_checkpoint(work) is None):
+            # a continued run's first sitting: the base's weights, from
+            # iteration 0 (a later sitting resumes from its own checkpoint)
+            options.append(f'load_from={run["start_from"]}')
+            resume = []
+        cmd = python_command('train', [run['config'], '--work-dir', work,
+                                       *resume, '--cfg-options', *options])
         seconds = self._step(cmd, osp.isfile(run['checkpoint']),
                              osp.join(run['dir'], 'pretrain.log'))
         if seconds is None:
@@ -742,6 +823,13 @@ class Study:
         timing = osp.join(run['dir'], 'pretrain_time.json')
         rec['pretrain_seconds'] = _read_json(timing)['seconds'] \
             if osp.isfile(timing) else None
+        if 'continued' in run['length']:
+            rec['continued'] = run['length']['continued']
+        # the masks of the last tenth of the run, as trained (every masking
+        # method logs it; docs/study.md)
+        rec['mask_specificity'] = None if run.get('random_init') else \
+            logged_mean(osp.join(run['dir'], 'pretrain'), 'mask_specificity',
+                        final_iter=run['length']['iterations'])
         metrics = osp.join(run['probe_dir'], 'metrics.json')
         rec['metrics'] = {}
         if 'linear' in a.probes and osp.isfile(metrics):
@@ -769,7 +857,7 @@ class Study:
 
     def summary(self, records: List[Dict]) -> List[Dict]:
         rows = []
-        for config, label in zip(self.configs, self.labels):
+        for config, label in self.rows:
             recs = [r for r in records if r['label'] == label]
             row = dict(label=label, config=recs[0]['config'],
                        seeds=[r['seed'] for r in recs],
@@ -779,6 +867,14 @@ class Study:
             row['pretrain_seconds'] = dict(zip(
                 ('mean', 'std'),
                 mean_std([r['pretrain_seconds'] for r in recs])))
+            if 'continued' in recs[0]:
+                row['continued'] = {k: recs[0]['continued'][k]
+                                    for k in ('label', 'at', 'unit')}
+            values = [r['mask_specificity'] for r in recs]
+            mean, std = mean_std(values)
+            row['mask_specificity'] = dict(
+                mean=mean, std=std, n=sum(v is not None for v in values),
+                values=values)
             row['metrics'] = {}
             for name in self.metric_names():
                 values = [r['metrics'].get(name) for r in recs]
@@ -831,19 +927,28 @@ class Study:
             'converted backbone; n-shot: `tools/analysis_tools/fewshot.py` on the '
             'pretraining checkpoint, class token, '
             f'mean over {self.args.fewshot_seeds} draws per seed. '
+            'Mask specificity: `mask_specificity` as logged in the last '
+            'tenth of the pretraining (1: independent random masks, 0: one '
+            'pattern for every image; – : not logged). '
             'Commands: `commands.sh`.', '',
             '| config | seeds | length | iterations | cost ratio | '
-            'MAE-step eq. | pretrain s/run | ' +
+            'MAE-step eq. | pretrain s/run | mask specificity | ' +
             ' | '.join(titles[n] for n in names) + ' |',
-            '|---|---:|---:|---:|---:|---:|---:|' + '---:|' * len(names),
+            '|---|---:|---:|---:|---:|---:|---:|---:|' + '---:|' * len(names),
         ]
         for row in rows:
             t = row['pretrain_seconds']
+            ms = row['mask_specificity']
+            length = f'{row["length"]} {row["unit"]}'
+            if 'continued' in row:
+                c = row['continued']
+                length += f' after {c["label"]} {c["at"]} {c["unit"]}'
             lines.append(
                 f'| {row["label"]} | {len(row["seeds"])} | '
-                f'{row["length"]} {row["unit"]} | {row["iterations"]} | '
+                f'{length} | {row["iterations"]} | '
                 f'{row["ratio"]:g} | {row["mae_steps"]:g} | '
-                f'{fmt(t["mean"], t["std"], 0)} | ' +
+                f'{fmt(t["mean"], t["std"], 0)} | '
+                f'{fmt(ms["mean"], ms["std"], 2)} | ' +
                 ' | '.join(fmt(row['metrics'][n]['mean'],
                                row['metrics'][n]['std']) for n in names) +
                 ' |')
@@ -990,6 +1095,14 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    metavar='KEY=VALUE', help='more overrides of every '
                    'pretraining config (before the study\'s own)')
+    p.add_argument('--continue', nargs='+', dest='continue_from',
+                   metavar='LABEL=BASE@N',
+                   help='continued pretraining: LABEL starts from BASE\'s '
+                   'checkpoint after N of BASE\'s units (same seed) and '
+                   'gets the rest of the budget')
+    p.add_argument('--random-init', action='store_true',
+                   help='also probe the untrained model of the first config '
+                   f'(rows {RANDOM_INIT!r})')
     p.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
     p.add_argument('--labels', nargs='+', help='names of the configs in the '
                    'outputs (default: file stems)')

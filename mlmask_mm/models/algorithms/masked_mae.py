@@ -20,6 +20,7 @@ from mmpretrain.models.selfsup.mae import MAE
 from mmpretrain.structures import DataSample
 from torch import nn
 
+from mlmask_mm.evaluation.mask_specificity import mask_specificity
 from mlmask_mm.registry import MODELS
 from ..maskers.base import BaseMasker, MaskContext, MaskResult
 
@@ -164,7 +165,9 @@ class MaskedMAE(MAE):
              **kwargs) -> Dict[str, torch.Tensor]:
         tokens, result = self.mask(inputs, data_samples)
         pred = self.reconstruct(tokens, result)
-        return dict(loss=self.head.loss(pred, inputs, result.mask))
+        # logged, not optimised (no grad): how image-specific the masks are
+        return dict(loss=self.head.loss(pred, inputs, result.mask),
+                    mask_specificity=mask_specificity(result.mask))
 
     @torch.no_grad()
     def predict_masks(self, inputs: torch.Tensor,

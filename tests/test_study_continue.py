@@ -235,3 +235,16 @@ def test_continued_and_random_init_rows_end_to_end(tmp_path):
     assert rows['random-init']['mask_specificity']['n'] == 0
     table = open(out / 'study.md').read()
     assert '| cont | 1 | 2 iters after base 3 iters | 2 | 0.5 | 4 |' in table
+
+
+def test_fewshot_feature_gets_its_own_folder(tmp_path):
+    s = _study(tmp_path, '--iters', '100', '--seeds', '0', '--dry-run',
+               '--probes', 'fewshot', '--fewshot-feature', 'mean_patch')
+    s.run()
+    few = [c for c in open(tmp_path / 'out' / 'commands.sh').read()
+           .splitlines() if 'fewshot.py' in c]
+    assert len(few) == 2
+    for run, cmd in zip(s.runs, few):
+        assert osp.basename(run['fewshot_dir']) == 'fewshot_mean_patch'
+        assert cmd.endswith('--feature mean_patch') or \
+            '--feature mean_patch ' in cmd

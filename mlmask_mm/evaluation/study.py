@@ -693,7 +693,7 @@ class Study:
             backbone=osp.join(run_dir, 'backbone.pth'),
             probe_dir=osp.join(
                 run_dir, f'linear_probe_{self.probe_epochs}e{self._suffix}'),
-            fewshot_dir=osp.join(run_dir, f'fewshot{self._suffix}'))
+            fewshot_dir=osp.join(run_dir, self._fewshot_name))
 
     def _plan_random_init(self, seed: int) -> Dict:
         """The untrained model of the first config, probed like the
@@ -713,7 +713,15 @@ class Study:
             backbone=osp.join(run_dir, 'backbone.pth'),
             probe_dir=osp.join(
                 run_dir, f'linear_probe_{self.probe_epochs}e{self._suffix}'),
-            fewshot_dir=osp.join(run_dir, f'fewshot{self._suffix}'))
+            fewshot_dir=osp.join(run_dir, self._fewshot_name))
+
+    @property
+    def _fewshot_name(self) -> str:
+        """``fewshot[_<feature>][_<probe split>]``: the class token's
+        folder keeps its old name."""
+        feature = self.args.fewshot_feature
+        return 'fewshot' + ('' if feature == 'cls_token' else
+                            f'_{feature}') + self._suffix
 
     @property
     def _suffix(self) -> str:
@@ -803,7 +811,8 @@ class Study:
                 self.data['root'], '--train-split', self.data['probe_split'],
                 '--test-split', self.data['val_split'], '--shots', *a.shots,
                 '--seeds', a.fewshot_seeds, '--labels', run['label'],
-                '--out-dir', run['fewshot_dir'], '--no-plot']
+                '--out-dir', run['fewshot_dir'], '--no-plot',
+                '--feature', a.fewshot_feature]
         if a.num_workers is not None:
             args += ['--num-workers', a.num_workers]
         if a.device:
@@ -895,7 +904,7 @@ class Study:
             seeds=list(a.seeds), probes=list(a.probes),
             probe_config=self.probe, probe_epochs=self.probe_epochs,
             probe_batch_size=a.probe_batch_size, shots=list(a.shots),
-            fewshot_seeds=a.fewshot_seeds,
+            fewshot_seeds=a.fewshot_seeds, fewshot_feature=a.fewshot_feature,
             data={k: v for k, v in self.data.items() if k != 'classes'},
             classes=self.data['classes'])
 
@@ -925,7 +934,10 @@ class Study:
             f'({self.probe_epochs} epoch'
             f'{"" if self.probe_epochs == 1 else "s"}) on the frozen '
             'converted backbone; n-shot: `tools/analysis_tools/fewshot.py` on the '
-            'pretraining checkpoint, class token, '
+            'pretraining checkpoint, ' + (
+                'class token' if self.args.fewshot_feature == 'cls_token'
+                else 'mean of the patch tokens') + ', L-BFGS softmax '
+            'regression, '
             f'mean over {self.args.fewshot_seeds} draws per seed. '
             'Mask specificity: `mask_specificity` as logged in the last '
             'tenth of the pretraining (1: independent random masks, 0: one '
@@ -1115,6 +1127,10 @@ def parse_args(argv: Optional[Sequence[str]] = None):
                    'schedule is compressed to them)')
     p.add_argument('--probe-batch-size', type=int)
     p.add_argument('--shots', nargs='+', type=int, default=[1, 2, 4, 8, 16])
+    p.add_argument('--fewshot-feature', choices=('cls_token', 'mean_patch'),
+                   default='cls_token',
+                   help='few-shot probe feature: class token or mean of the '
+                   'patch tokens, after the final LayerNorm')
     p.add_argument('--fewshot-seeds', type=int, default=3,
                    help='few-shot draws per run')
     p.add_argument('--num-workers', type=int,

@@ -61,6 +61,9 @@ def test_continued_run_starts_from_its_own_seeds_base_with_the_rest(
         assert f'iters100_seed{seed}' in mlo['start_from']
         opts = _options(mlo)
         assert opts['train_cfg.max_iters'] == '2'
+        # logged at least once in the last tenth (the config logs every 50)
+        assert opts['default_hooks.logger.interval'] == '1'
+        assert _options(mae)['default_hooks.logger.interval'] == '5'
         assert opts['randomness.seed'] == str(seed)
         assert osp.basename(mlo['dir']) == f'from-mae90_iters2_seed{seed}'
         assert mae['start_from'] is None

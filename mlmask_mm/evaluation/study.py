@@ -374,6 +374,12 @@ def pretrain_options(cfg: Config, data: Dict, length: Dict, seed: int,
             opts[f'{loader}.persistent_workers'] = num_workers > 0
     opts.update(schedule_options(cfg, length['length'] / length['old_length']))
     interval = ckpt_interval or max(1, length['length'] // 10)
+    logger = (cfg.get('default_hooks') or {}).get('logger') or {}
+    every = logger.get('interval')
+    if isinstance(every, int) and not isinstance(every, bool):
+        # logged values (mask_specificity) in the last tenth of the run
+        opts['default_hooks.logger.interval'] = min(
+            every, max(1, length['iterations'] // 20))
     opts.update({
         'default_hooks.checkpoint.interval': interval,
         'default_hooks.checkpoint.by_epoch': unit == 'epochs',

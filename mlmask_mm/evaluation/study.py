@@ -44,6 +44,7 @@ from ..paths import config_path, tool_path
 from ..utils.checkpoint_files import newest_complete_checkpoint
 from .study_continue import (kept_checkpoints, logged_mean, parse_continue,
                              spent_budget)
+from .study_reuse import complete, find_reusable, load_reusable
 
 #: the folder above the package: the working directory and PYTHONPATH of
 #: the steps (a checkout's root, where relative data paths start)
@@ -57,7 +58,12 @@ TOOLS = dict(
     convert='model_converters/mlmask2backbone.py',
     fewshot='analysis_tools/fewshot.py',
     init='misc/init_checkpoint.py',
+    mask_content='analysis_tools/mask_content_test.py',
 )
+#: the mask_content_test figures the study's table shows
+CONTENT_KEYS = ('flip_same', 'flip_reference', 'shift_same',
+                'shift_reference', 'shuffle_same', 'mean_colour_same',
+                'between_images', 'texture_auc', 'mask_specificity')
 #: the label of ``--random-init``'s rows
 RANDOM_INIT = 'random-init'
 #: below configs/
@@ -562,6 +568,11 @@ def _write_json(obj, path: str) -> None:
     os.replace(tmp, path)
 
 
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime(
+        '%Y-%m-%d %H:%M UTC')
+
+
 def mean_std(values: Sequence[float]) -> Tuple[Optional[float],
                                                 Optional[float]]:
     """Mean and sample std (ddof 1; None for fewer than two values)."""
@@ -638,6 +649,39 @@ class Study:
             self.rows.append((self.configs[0], RANDOM_INIT))
             self.runs += [self._plan_random_init(seed) for seed in args.seeds]
         self.commands: List[str] = []
+        self._reuse(args.reuse)
+
+    def _reuse(self, paths: Optional[Sequence[str]]) -> None:
+        """Mark the runs that an earlier study.json finished (--reuse);
+        a continued run that must still train needs its base's
+        checkpoint here."""
+        if not paths:
+            return
+        records = load_reusable(paths, self.settings())
+        names = self.metric_names()
+        for run in self.runs:
+            rec = find_reusable(records, run, names)
+            if rec is not None and self.args.mask_content and not \
+                    run.get('random_init') and 'mask_content' not in rec:
+                rec = None  # its masks were not tested there
+            if rec is not None:
+                run['reused'] = rec
+        for run in self.runs:
+            start = run.get('start_from')
+            if (run.get('reused') or not start or self.args.dry_run or
+                    osp.isfile(start) or osp.isfile(run['checkpoint']) or
+                    newest_complete_checkpoint(
+                        osp.join(run['dir'], 'pretrain')) is not None):
+                continue
+            base = next(r for r in self.runs if r['seed'] == run['seed'] and
+                        r['label'] == run['length']['continued']['label'])
+            if base.get('reused'):
+                raise ValueError(
+                    f'--reuse: {run["label"]} seed {run["seed"]} continues '
+                    f'from {start}, which this machine lacks (its base run '
+                    f'{base["label"]} seed {run["seed"]} is reused from '
+                    f'{base["reused"]["reused_from"]}): run the base here '
+                    'too (drop it from the reused JSON) or reuse both')
 
     # -- planning (everything checked before the first step runs)
     def _plan(self, config: str, label: str, seed: int,
@@ -826,8 +870,32 @@ class Study:
         self._step(python_command('fewshot', args), done,
                    osp.join(run['dir'], 'fewshot.log'))
 
+    def mask_content(self, run: Dict) -> None:
+        """The final checkpoint's masks on whole images of the probe part
+        (``tools/analysis_tools/mask_content_test.py``).  Self-Guided
+        MAE's cached relevance covers only its training images: its masks
+        here are generated from the final model (``generation=
+        'iteration'``)."""
+        out = osp.join(run['dir'], 'mask_content.json')
+        args = [run['config'], run['checkpoint'], '--data',
+                osp.join(self.data['root'], self.data['probe_split']),
+                '--num-images', self.args.mask_content, '--seed',
+                run['seed'], '--out', out]
+        if str(run['cfg'].model.get('type', '')).split('.')[-1] == \
+                'SelfGuidedMAE':
+            args += ['--cfg-options', 'model.generation=iteration']
+        self._step(python_command('mask_content', args), osp.isfile(out),
+                   osp.join(run['dir'], 'mask_content.log'))
+
     # -- results
     def collect(self, run: Dict) -> Dict:
+        if run.get('reused'):
+            return dict(run['reused'], dir=run['dir'], complete=True)
+        rec = self._collect(run)
+        rec['complete'] = complete(rec, self.metric_names())
+        return rec
+
+    def _collect(self, run: Dict) -> Dict:
         a = self.args
         rec = dict(config=osp.relpath(run['config'], REPO)
                    if run['config'].startswith(REPO) else run['config'],
@@ -845,6 +913,10 @@ class Study:
         rec['mask_specificity'] = None if run.get('random_init') else \
             logged_mean(osp.join(run['dir'], 'pretrain'), 'mask_specificity',
                         final_iter=run['length']['iterations'])
+        content = osp.join(run['dir'], 'mask_content.json')
+        if self.args.mask_content and osp.isfile(content):
+            c = _read_json(content)
+            rec['mask_content'] = {k: c[k] for k in CONTENT_KEYS}
         metrics = osp.join(run['probe_dir'], 'metrics.json')
         rec['metrics'] = {}
         if 'linear' in a.probes and osp.isfile(metrics):
@@ -911,6 +983,7 @@ class Study:
             probe_config=self.probe, probe_epochs=self.probe_epochs,
             probe_batch_size=a.probe_batch_size, shots=list(a.shots),
             fewshot_seeds=a.fewshot_seeds, fewshot_feature=a.fewshot_feature,
+            mask_content_images=a.mask_content,
             data={k: v for k, v in self.data.items() if k != 'classes'},
             classes=self.data['classes'])
 
@@ -982,7 +1055,37 @@ class Study:
                 ' | '.join('–' if r['metrics'].get(n) is None else
                            f'{r["metrics"][n]:.1f}' for n in names) +
                 f' | `{osp.relpath(r["dir"], self.out)}` |')
+        if self.args.mask_content:
+            lines += self._content_table(records)
         return '\n'.join(lines) + '\n'
+
+    def _content_table(self, records: List[Dict]) -> List[str]:
+        lines = [
+            '', '## Masks on whole images', '',
+            f'`tools/analysis_tools/mask_content_test.py` on '
+            f'{self.args.mask_content} images of `{self.data["probe_split"]}'
+            '/` with the final checkpoint (docs/cl_mae.md): share of '
+            'keep/mask decisions unchanged at the same positions after a '
+            'flip / a shift by 2 patches / a patch shuffle (reference: what '
+            'a masker that follows the content would keep), after filling '
+            'the image with its mean colour (beside two different images), '
+            'and P(a kept patch is more textured than a masked one). '
+            'Random masks: about r² + (1-r)² everywhere, AUC 0.5.', '',
+            '| config | seed | flip same (ref.) | shift same (ref.) | '
+            'shuffle same | mean colour same (between images) | '
+            'texture AUC | mask specificity |',
+            '|---|---:|---:|---:|---:|---:|---:|---:|']
+        for r in records:
+            c = r.get('mask_content')
+            if not c:
+                continue
+            lines.append(
+                f'| {r["label"]} | {r["seed"]} | {c["flip_same"]:.3f} '
+                f'({c["flip_reference"]:.3f}) | {c["shift_same"]:.3f} '
+                f'({c["shift_reference"]:.3f}) | {c["shuffle_same"]:.3f} | '
+                f'{c["mean_colour_same"]:.3f} ({c["between_images"]:.3f}) | '
+                f'{c["texture_auc"]:.3f} | {c["mask_specificity"]:.3f} |')
+        return lines
 
     def plot(self, rows: List[Dict], path: str) -> None:
         import matplotlib
@@ -1046,24 +1149,10 @@ class Study:
                 f.write(c + '\n')
         os.chmod(path, 0o755)
 
-    def run(self) -> Dict:
-        os.makedirs(self.out, exist_ok=True)
-        probes = self.args.probes
-        for run in self.runs:
-            self.pretrain(run)
-            if probes:
-                self.convert(run)
-            if 'linear' in probes:
-                self.linear(run)
-            if 'fewshot' in probes:
-                self.fewshot(run)
-        date = datetime.datetime.now(datetime.timezone.utc).strftime(
-            '%Y-%m-%d %H:%M UTC')
-        self.write_commands(date)
-        if self.args.dry_run:
-            print(f'[study] dry run: {len(self.commands)} commands in '
-                  f'{osp.join(self.out, "commands.sh")}')
-            return dict(commands=self.commands)
+    def write_results(self, date: Optional[str] = None):
+        """study.json and study.md from what the run folders hold now
+        (runs not finished yet: ``complete`` false, – in the tables)."""
+        date = date or _now()
         records = [self.collect(r) for r in self.runs]
         rows = self.summary(records)
         result = dict(date=date, settings=self.settings(), summary=rows,
@@ -1072,6 +1161,37 @@ class Study:
         table = self.markdown(rows, records, date)
         with open(osp.join(self.out, 'study.md'), 'w') as f:
             f.write(table)
+        return result, rows, table
+
+    def run(self) -> Dict:
+        os.makedirs(self.out, exist_ok=True)
+        probes = self.args.probes
+        for run in self.runs:
+            if run.get('reused'):
+                self.commands.append(
+                    f'# {run["label"]} seed {run["seed"]}: results reused '
+                    f'from {run["reused"]["reused_from"]}')
+                continue
+            self.pretrain(run)
+            if probes:
+                self.convert(run)
+            if 'linear' in probes:
+                self.linear(run)
+            if 'fewshot' in probes:
+                self.fewshot(run)
+            if self.args.mask_content and not run.get('random_init'):
+                self.mask_content(run)
+            if not self.args.dry_run:
+                # the tables so far: a study spread over machines keeps
+                # every finished run (--reuse)
+                self.write_results()
+        date = _now()
+        self.write_commands(date)
+        if self.args.dry_run:
+            print(f'[study] dry run: {len(self.commands)} commands in '
+                  f'{osp.join(self.out, "commands.sh")}')
+            return dict(commands=self.commands)
+        result, rows, table = self.write_results(date)
         if not self.args.no_plot:
             self.plot(rows, osp.join(self.out, 'study.png'))
         print(table)
@@ -1121,6 +1241,15 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     p.add_argument('--random-init', action='store_true',
                    help='also probe the untrained model of the first config '
                    f'(rows {RANDOM_INIT!r})')
+    p.add_argument('--mask-content', type=int, nargs='?', const=256,
+                   default=0, metavar='IMAGES',
+                   help='also test whether each final checkpoint\'s masks '
+                   'follow content (tools/analysis_tools/'
+                   'mask_content_test.py on IMAGES images of the probe part, '
+                   'default 256)')
+    p.add_argument('--reuse', nargs='+', metavar='JSON',
+                   help='study.json files of earlier sittings (another '
+                   'machine): their finished runs are not run again')
     p.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
     p.add_argument('--labels', nargs='+', help='names of the configs in the '
                    'outputs (default: file stems)')

@@ -184,8 +184,9 @@ def parse_costs(items: Sequence[str] = (), files: Sequence[str] = ()
                 ) -> Dict[str, float]:
     """``--cost CONFIG=RATIO`` and ``--cost-file FILE.json``.
 
-    A JSON file is ``{"CONFIG": RATIO, ...}`` (optionally under a ``costs``
-    or ``ratios`` key) or a list of ``{"config": ..., "ratio": ...}``
+    A JSON file is ``{"CONFIG": RATIO, ...}`` (optionally under a ``costs``,
+    ``ratios`` or ``ratios_vs_first`` key: the benchmark CLI's JSON, whose
+    first config is plain MAE) or a list of ``{"config": ..., "ratio": ...}``
     records (``cost`` / ``cost_ratio`` also read as the ratio).
     """
     costs = {}
@@ -208,7 +209,9 @@ def parse_costs(items: Sequence[str] = (), files: Sequence[str] = ()
         with open(path) as f:
             data = json.load(f)
         if isinstance(data, dict):
-            data = data.get('costs', data.get('ratios', data))
+            data = next((data[k] for k in ('costs', 'ratios',
+                                           'ratios_vs_first') if k in data),
+                        data)
         if isinstance(data, dict):
             for k, v in data.items():
                 add(k, v, path)

@@ -130,7 +130,8 @@ class RelevanceCache:
 
     def store_encoded(self, indices: torch.Tensor, codes: torch.Tensor,
                       offset: torch.Tensor, scale: torch.Tensor) -> None:
-        """Keep maps already :func:`encode`\ d (e.g. gathered from ranks)."""
+        """Keep maps already encoded by :func:`encode` (e.g. gathered from
+        ranks)."""
         indices = indices.cpu()
         self.maps[indices] = codes.to('cpu', torch.float16).reshape(
             len(indices), *self.grid)

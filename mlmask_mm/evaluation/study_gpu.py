@@ -76,16 +76,11 @@ def measure_costs(configs: Sequence[str], batch_size: int, out: str,
     CLI's JSON is written to ``out`` (``study.py --cost-file`` reads it)."""
     from ..benchmark import benchmark_configs
     from ..benchmark.timing import write_json
-    result = benchmark_configs(
-        configs, batch_size=batch_size, iters=iters, warmup=warmup,
-        device=device, cfg_options=_batch_options(batch_size))
+    result = benchmark_configs(configs, batch_size=batch_size, iters=iters,
+                               warmup=warmup, device=device)
     write_json(result, out)
     print('\n'.join(result['table']))
     return result['ratios_vs_first']
-
-
-def _batch_options(batch_size: int) -> Dict:
-    return {'train_dataloader.batch_size': batch_size}
 
 
 def study_argv(data: str, out_dir: str, cost_file: str, iters: int,
@@ -97,7 +92,7 @@ def study_argv(data: str, out_dir: str, cost_file: str, iters: int,
         raise ValueError(f'study_gpu: --iters must be a multiple of 10 (MLO '
                          f'continues from the MAE checkpoint at '
                          f'{CONTINUE_AT:.0%} of it), got {iters}')
-    options = [f'{k}={v}' for k, v in _batch_options(batch_size).items()]
+    options = [f'train_dataloader.batch_size={batch_size}']
     if batch_size != CONFIG_BATCH:
         options += [f'auto_scale_lr.base_batch_size={CONFIG_BATCH}',
                     'auto_scale_lr.enable=True']

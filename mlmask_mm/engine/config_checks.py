@@ -2,7 +2,8 @@
 
 ``prepare_config`` is what ``tools/train.py`` / ``tools/test.py`` call
 before building the Runner: :func:`check_config`, then
-:func:`~mlmask_mm.utils.setup_env.use_gloo_without_gpu`.  Checks shared by
+:func:`~mlmask_mm.utils.setup_env.use_gloo_without_gpu` and
+:func:`~mlmask_mm.utils.setup_env.flush_denormal`.  Checks shared by
 every config live here; a method's own checks are the ``check_config(cfg)``
 classmethod of its algorithm class, found through the registry from
 ``model.type`` (e.g. ``CLMAE.check_config``).
@@ -15,7 +16,7 @@ from mmengine.registry import DefaultScope
 from mlmask_mm.models.algorithms.masked_vit import check_patch_grid
 from mlmask_mm.models.maskers.base import check_mask_ratio
 from mlmask_mm.registry import MODELS
-from mlmask_mm.utils.setup_env import use_gloo_without_gpu
+from mlmask_mm.utils.setup_env import flush_denormal, use_gloo_without_gpu
 
 _SIZE_TRANSFORMS = ('RandomResizedCrop', 'RecordedRandomResizedCrop',
                     'CenterCrop', 'Resize', 'RandomCrop')
@@ -134,7 +135,8 @@ def drop_collate_scopes(node) -> None:
 
 
 def prepare_config(cfg: Config) -> Config:
-    """Check the config and adapt it to the machine (gloo without a GPU)."""
+    """Check the config and adapt it to the machine (gloo without a GPU;
+    ``env_cfg.flush_denormal``)."""
     check_config(cfg)
     drop_collate_scopes(cfg._cfg_dict)
-    return use_gloo_without_gpu(cfg)
+    return flush_denormal(use_gloo_without_gpu(cfg))

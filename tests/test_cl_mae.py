@@ -33,6 +33,8 @@ CL_DEMO = osp.join(CL_DIR, 'cl-mae_vit-tiny-p4_demo.py')
 CL_CIFAR = osp.join(CL_DIR, 'cl-mae_vit-tiny-p2_cifar10.py')
 CL_IN1K = osp.join(CL_DIR, 'cl-mae_vit-base-p16_8xb256-amp-coslr-200e_in1k.py')
 CL_STUDY = osp.join(CL_DIR, 'cl-mae_vit-tiny-p4_1xb64-coslr-10k_cifar10.py')
+CL_STUDY_N2 = osp.join(CL_DIR,
+                       'cl-mae_vit-tiny-p4_1xb64-coslr-10k-n2_cifar10.py')
 
 
 # ----------------------------------------------------------------- helpers
@@ -665,6 +667,17 @@ def test_amp_switches_reach_both_parts(path):
         assert (part['type'], part['dtype']) == ('AmpOptimWrapper',
                                                  'bfloat16')
     assert parts['mae']['optimizer'] == parts['masker']['optimizer']
+
+
+def test_n2_config_differs_from_the_study_config_only_in_the_interval():
+    """docs/study.md's not-published CL-MAE row: the published study
+    config with the module step on every 2nd iteration, nothing else."""
+    published = Config.fromfile(CL_STUDY).to_dict()
+    n2 = Config.fromfile(CL_STUDY_N2).to_dict()
+    assert published['model'].get('masker_update_interval', 1) == 1
+    assert n2['model'].pop('masker_update_interval') == 2
+    published['model'].pop('masker_update_interval', None)
+    assert n2 == published
 
 
 def test_configs_load_and_build():

@@ -148,16 +148,32 @@ def test_study_end_to_end_then_nothing_reruns(tiny, monkeypatch):
 
 @pytest.mark.slow
 def test_interrupted_pretraining_resumes_from_its_last_checkpoint(
-        tiny, tmp_path):
+        tiny, tmp_path, monkeypatch):
     out = tmp_path / 'out'
     argv = [tiny['configs'][0], '--data', tiny['data'], '--iters', '4',
             '--seeds', '1', '--probes', '--ckpt-interval', '2',
             '--num-workers', '0', '--out-dir', str(out), '--in-process',
             '--no-plot']
-    study.main(argv)
+    # the first sitting trains, then the study is stopped before it can
+    # record the sitting's time (as a kill does)
+    real, seconds = study.run_command, []
+
+    def stopped(*a, **k):
+        seconds.append(real(*a, **k))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study, 'run_command', stopped)
+    with pytest.raises(KeyboardInterrupt):
+        study.main(argv)
     pretrain = out / 'runs' / 'tiny_mae' / 'iters4_seed1' / 'pretrain'
     assert sorted(os.listdir(pretrain / '..')) == [
-        'pretrain', 'pretrain_time.json']
+        'pretrain', 'pretrain_sitting.json']
+
+    def timed(*a, **k):
+        seconds.append(real(*a, **k))
+        return seconds[-1]
+
+    monkeypatch.setattr(study, 'run_command', timed)
     # interrupted after iteration 2
     os.remove(pretrain / 'iter_4.pth')
     (pretrain / 'last_checkpoint').write_text(str(pretrain / 'iter_2.pth'))
@@ -169,8 +185,14 @@ def test_interrupted_pretraining_resumes_from_its_last_checkpoint(
     # (docs/fail_safe.md) and mmengine resumes from it
     assert f'Load checkpoint from {pretrain}/iter_2.pth' in logs
     assert 'resumed epoch: 0, iter: 2' in logs
+    assert sorted(os.listdir(pretrain / '..')) == [
+        'pretrain', 'pretrain_time.json']
     timing = json.load(open(pretrain / '..' / 'pretrain_time.json'))
-    assert timing['sittings'] == 2
+    assert (timing['sittings'], timing['stopped_sittings']) == (2, 1)
+    # the stopped sitting counts up to its last file write (its final
+    # checkpoint and log, written just before the stop)
+    first, second = seconds
+    assert second + 0.3 * first <= timing['seconds'] <= second + first + 0.5
 
 
 def _plan(tmp_path, configs, *extra, n=40):

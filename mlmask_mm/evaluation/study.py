@@ -559,6 +559,44 @@ def run_command(cmd: Sequence[str], log_file: Optional[str],
     return time.time() - start
 
 
+def _add_sitting(run_dir: str, seconds: float, stopped: bool) -> None:
+    timing = osp.join(run_dir, 'pretrain_time.json')
+    t = dict(seconds=0.0, sittings=0, stopped_sittings=0)
+    if osp.isfile(timing):
+        t.update(_read_json(timing))
+    t['seconds'] += seconds
+    t['sittings'] += 1
+    t['stopped_sittings'] += int(stopped)
+    _write_json(t, timing)
+
+
+def open_sitting(run_dir: str, work_dir: str) -> None:
+    """Mark a pretraining sitting as started (``pretrain_sitting.json``).
+
+    A marker left by an earlier sitting means that sitting was stopped
+    (killed, or its training failed) before its time was recorded: its time
+    is taken as the newest modification under ``work_dir`` (checkpoints,
+    logs) minus its start, and added to ``pretrain_time.json`` as a stopped
+    sitting.
+    """
+    marker = osp.join(run_dir, 'pretrain_sitting.json')
+    os.makedirs(run_dir, exist_ok=True)
+    if osp.isfile(marker):
+        start = _read_json(marker)['start']
+        last = start
+        for root, _, files in os.walk(work_dir):
+            for f in files:
+                last = max(last, osp.getmtime(osp.join(root, f)))
+        _add_sitting(run_dir, last - start, stopped=True)
+    _write_json(dict(start=time.time()), marker)
+
+
+def close_sitting(run_dir: str, seconds: float) -> None:
+    """Record a finished sitting's wall time and remove its marker."""
+    _add_sitting(run_dir, seconds, stopped=False)
+    os.remove(osp.join(run_dir, 'pretrain_sitting.json'))
+
+
 def _read_json(path: str):
     with open(path) as f:
         return json.load(f)
@@ -810,18 +848,16 @@ class Study:
             resume = []
         cmd = python_command('train', [run['config'], '--work-dir', work,
                                        *resume, '--cfg-options', *options])
-        seconds = self._step(cmd, osp.isfile(run['checkpoint']),
-                             osp.join(run['dir'], 'pretrain.log'))
+        done = osp.isfile(run['checkpoint'])
+        if not (done or self.args.dry_run):
+            open_sitting(run['dir'], work)
+        seconds = self._step(cmd, done, osp.join(run['dir'], 'pretrain.log'))
         if seconds is None:
             return
         if not osp.isfile(run['checkpoint']):
             raise RuntimeError(f'pretraining finished without '
                                f'{run["checkpoint"]}')
-        timing = osp.join(run['dir'], 'pretrain_time.json')
-        t = _read_json(timing) if osp.isfile(timing) else \
-            dict(seconds=0.0, sittings=0)
-        t = dict(seconds=t['seconds'] + seconds, sittings=t['sittings'] + 1)
-        _write_json(t, timing)
+        close_sitting(run['dir'], seconds)
 
     def convert(self, run: Dict) -> None:
         cmd = python_command('convert', [run['checkpoint'], run['backbone']])

@@ -4,5 +4,6 @@ from .mask_visualization_hook import MaskVisualizationHook
 from .rng_state_hook import RNGStateHook
 from .self_guided_hook import SelfGuidedHook
 from .skipped_images_hook import SkippedImagesHook  # noqa: F401
+from .strict_pretrained_hook import StrictPretrainedHook  # noqa: F401
 
 __all__ = ['MaskVisualizationHook', 'RNGStateHook', 'SelfGuidedHook']

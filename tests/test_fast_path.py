@@ -321,27 +321,34 @@ def test_bf16_wrapper_refuses_a_loss_scale(amp_on_cpu):
         bf16_wrapper(dtype='bfloat16', loss_scale=512.)
 
 
-def test_vitb_config_uses_the_fast_path():
+def test_vitb_config_fast_path_option():
+    """The ViT-B/16 config ships mmpretrain's eager modules; the documented
+    fast-path options (tools/misc/gpu_acceptance.py FAST_PATH,
+    docs/get_started.md) turn it into the fast path with the same keys."""
     from mmengine.config import Config
-    from conftest import REPO
+    from conftest import REPO, load_tool
     import os.path as osp
-    cfg = Config.fromfile(osp.join(
-        REPO, 'configs/mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'))
+    path = osp.join(
+        REPO, 'configs/mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py')
+    cfg = Config.fromfile(path)
+    assert cfg.model.backbone.type == 'MaskableViT'
+    assert cfg.model.neck.type == 'MAEPretrainDecoder'
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    with torch.device('meta'):
+        eager = MODELS.build(cfg.model)
+    options = load_tool('misc/gpu_acceptance').FAST_PATH
+    from mmengine.config import DictAction
+    cfg.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in (
+        o.split('=', 1) for o in options)})  # as --cfg-options parses them
     assert cfg.model.backbone.type == 'FastMAEViT'
     assert cfg.model.neck.type == 'FastMAEPretrainDecoder'
-    assert not cfg.model.compile
     assert cfg.optim_wrapper.type == 'BF16AmpOptimWrapper'
+    assert cfg.optim_wrapper.dtype == 'bfloat16'
     assert cfg.optim_wrapper.optimizer.fused is True
     with torch.device('meta'):
         model = MODELS.build(cfg.model)
     assert model.backbone._encode.mode == 'cuda'
     assert model.neck._decode.mode == 'cuda'
-    ref = Config.fromfile(osp.join(
-        REPO, 'configs/mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'))
-    ref.model.backbone.type = 'MaskableViT'
-    ref.model.neck.type = 'MAEPretrainDecoder'
-    with torch.device('meta'):
-        eager = MODELS.build(ref.model)
     assert [(k, v.shape) for k, v in model.state_dict().items()] == \
         [(k, v.shape) for k, v in eager.state_dict().items()]
 

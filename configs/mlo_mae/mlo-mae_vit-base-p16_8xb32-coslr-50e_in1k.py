@@ -11,6 +11,15 @@
 # model.amp=None (fp32); see docs/mlo_mae.md.  Stage-II evaluation is not
 # configured here: ImageNet-val is for reporting only; hold out part of
 # ImageNet train as in the CIFAR configs to measure the head.
+# Data: data/imagenet/train (meta/train.txt when it is there) read by this
+# package's ImageFolder at every level.  Own images: class folders only
+# (levels 2 and 3 train a classifier; a flat folder is refused with an error
+# saying so), e.g.
+#   --cfg-options train_dataloader.dataset.data_root=DIR \
+#     train_dataloader.dataset.split=None \
+#     train_cfg.labelled_split.dataset.data_root=DIR \
+#     train_cfg.labelled_split.dataset.split=None train_cfg.heldout_datasets=[]
+# (docs/get_started.md).
 _base_ = [
     '../_base_/models/mlo-mae_vit-base-p16.py',
     '../_base_/datasets/imagenet_mlo.py',
@@ -20,7 +29,6 @@ _base_ = [
 max_epochs = 50
 warmup_epochs = 5
 model = dict(amp='bf16')  # finite differences always run in strict fp32
-train_dataloader = dict(batch_size=32)  # per GPU; 8 GPUs: 256
 # lr: θ1 1.5e-4 · 256/256, θ2 5e-4, φ 5e-5 (paper; docs/mlo_mae.md)
 optim_wrapper = dict(
     mae=dict(optimizer=dict(lr=1.5e-4)),
@@ -32,7 +40,13 @@ _schedule = [
          eta_min=1e-6, begin=warmup_epochs, end=max_epochs)
 ]
 param_scheduler = dict(mae=_schedule, head=_schedule, masker=_schedule)
-train_cfg = dict(max_epochs=max_epochs)
+train_dataloader = dict(
+    batch_size=32,  # per GPU; 8 GPUs: 256
+    dataset=dict(type='mlmask_mm.ImageFolder', with_label='auto'))
+train_cfg = dict(
+    max_epochs=max_epochs,
+    labelled_split=dict(
+        dataset=dict(type='mlmask_mm.ImageFolder', with_label=True)))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3))

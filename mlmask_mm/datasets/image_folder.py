@@ -4,7 +4,7 @@ import logging
 import os
 import os.path as osp
 import tempfile
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
@@ -16,22 +16,45 @@ from mlmask_mm.registry import DATASETS
 from .image_check import BadImageError, image_problem
 
 BAD_IMAGE_POLICIES = ('fail', 'skip')
+LABEL_MODES = (True, False, 'auto')
 #: images tried in a row for one sample under ``bad_images='skip'``
 MAX_REPLACEMENTS = 16
 
 
 @DATASETS.register_module()
 class ImageFolder(CustomDataset):
-    """mmpretrain's ``CustomDataset`` (``root/class/xxx.jpg``) with checks.
+    """mmpretrain's ``CustomDataset`` with checks, for class folders and flat
+    folders of images.
+
+    Where the images are: ``data_root`` joined with ``data_prefix``; with
+    ``split`` (as mmpretrain's ``ImageNet``) ``data_prefix`` defaults to
+    ``split`` and ``ann_file`` to ``meta/<split>.txt`` when that file exists,
+    so ``ImageFolder(data_root='data/imagenet', split='train')`` reads the
+    same list, in the same order, as ``ImageNet(data_root='data/imagenet',
+    split='train')`` (without its fixed 1000 classes).
+
+    Labels (``with_label``):
+
+    * ``True`` (default): one folder per class, ``<folder>/<class>/*.jpg``
+      (any depth below the class folder), classes in sorted order; or the
+      ``path label`` lines of ``ann_file``.  A folder holding images but no
+      class folders is refused, naming it.
+    * ``False``: every image below the folder, recursively, without labels
+      (unlabelled pretraining); class folders carry no meaning.
+    * ``'auto'``: ``True`` for class folders (no image directly in the
+      folder), ``False`` for a flat folder (images directly in it, none in
+      sub-folders); with ``ann_file``, ``True`` when its first line is
+      ``path label``.  A folder with images both directly in it and in
+      sub-folders is refused (set ``True`` or ``False``).  The decision is
+      logged.  The ViT-B/16 ImageNet pretraining configs use it, so that
+      ``data_root`` (with ``split=None``) can name either layout.
 
     When the dataset is built (before the first iteration): a missing
-    ``data_root``, a folder without images, and, for labelled data
-    (``with_label=True``, the default), a class folder without images each
-    raise one error naming the setting or the folder.  An empty class would
-    be a label no image carries and would shift the label of every later
-    class, so two trees (few-shot train/test, MLO-MAE's labelled split)
-    would disagree.  Unlabelled pretraining can set ``with_label=False``:
-    images are then listed recursively and folders carry no meaning.
+    folder, a folder without images and, for labelled data, a class folder
+    without images each raise one error naming the setting or the folder.
+    An empty class would be a label no image carries and would shift the
+    label of every later class, so two trees (few-shot train/test, MLO-MAE's
+    labelled split) would disagree.
 
     When an image cannot be loaded (empty, truncated, not an image,
     unreadable), the error names the file and the reason
@@ -52,26 +75,72 @@ class ImageFolder(CustomDataset):
     """
 
     def __init__(self, data_root: str = '', data_prefix='',
+                 split: Optional[str] = None, with_label=True,
                  bad_images: str = 'fail', **kwargs) -> None:
         if bad_images not in BAD_IMAGE_POLICIES:
             raise ValueError(
                 f'ImageFolder: bad_images must be one of '
                 f'{BAD_IMAGE_POLICIES}, got {bad_images!r}')
+        if with_label not in LABEL_MODES:
+            raise ValueError(
+                f'ImageFolder: with_label must be True (class folders), '
+                f"False (no labels) or 'auto', got {with_label!r}")
+        if split:
+            if not isinstance(split, str):
+                raise ValueError(
+                    f'ImageFolder: split must be a sub-folder name of '
+                    f'data_root (e.g. \'train\') or None, got {split!r}')
+            if not data_prefix:
+                data_prefix = split
+            ann = osp.join(data_root, 'meta', f'{split}.txt')
+            if not kwargs.get('ann_file') and osp.isfile(ann):
+                kwargs['ann_file'] = osp.join('meta', f'{split}.txt')
         prefix = data_prefix if isinstance(data_prefix, str) else \
             data_prefix.get('img_path', '')
-        folder = osp.join(data_root, prefix) if data_root else prefix
+        folder = osp.join(data_root, prefix) if data_root and prefix else \
+            data_root or prefix
         if not folder or not osp.isdir(folder):
+            how = (f' (split={split!r}: the folder data_root/{prefix}; to '
+                   'read data_root itself, set split=None)') if split else \
+                f' (data_prefix={data_prefix!r})'
             raise FileNotFoundError(
-                f'ImageFolder: data_root={data_root!r} '
-                f'(data_prefix={data_prefix!r}) is not a folder: expected '
-                'class folders of images at that path')
+                f'ImageFolder: data_root={data_root!r}{how}: {folder!r} is '
+                'not a folder: expected class folders of images, or images '
+                'directly in it (with_label=False or \'auto\'), at that path')
         extensions = tuple(e.lower() for e in kwargs.get(
             'extensions', ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm',
                            '.tif')))
-        if not kwargs.get('ann_file') and not _has_image(folder, extensions):
-            raise ValueError(
-                f'ImageFolder: data_root={data_root!r} holds no images '
-                f'with extensions {extensions}')
+        ann_file = kwargs.get('ann_file')
+        if ann_file:
+            if with_label == 'auto':
+                with_label = _ann_has_labels(osp.join(data_root, ann_file)
+                                             if data_root else ann_file)
+                _log_labels(folder, with_label, f'ann_file={ann_file!r}')
+        else:
+            top, below = _image_layout(folder, extensions)
+            if not top and not below:
+                raise ValueError(
+                    f'ImageFolder: data_root={data_root!r} '
+                    f'(folder {folder!r}) holds no images with extensions '
+                    f'{extensions}')
+            if with_label == 'auto':
+                if top and below:
+                    raise ValueError(
+                        f"ImageFolder: with_label='auto' cannot tell the "
+                        f'layout of {folder!r}: it holds images both '
+                        'directly in it and in sub-folders. Set '
+                        'with_label=True (class folders; the images '
+                        'directly in it are not read) or with_label=False '
+                        '(every image, no labels)')
+                with_label = bool(below)
+                _log_labels(folder, with_label,
+                            'class folders' if below else 'flat folder')
+            elif with_label and top and not below:
+                raise NoClassFoldersError(
+                    f'ImageFolder: {folder!r} (data_root={data_root!r}) holds '
+                    'images but no class folders, and with_label=True reads '
+                    'one folder per class (<folder>/<class>/*.jpg). For '
+                    "unlabelled images set with_label=False (or 'auto')")
         self.bad_images = bad_images
         #: files skipped by this process: path -> reason
         self.skipped: Dict[str, str] = {}
@@ -80,8 +149,8 @@ class ImageFolder(CustomDataset):
         if bad_images == 'skip':
             # chosen now, before dataloader workers copy the dataset
             self.skip_record = _new_record()
-        super().__init__(
-            data_root=data_root, data_prefix=data_prefix, **kwargs)
+        super().__init__(data_root=data_root, data_prefix=data_prefix,
+                         with_label=with_label, **kwargs)
 
     # ------------------------------------------------------------ listing
     def load_data_list(self):
@@ -183,8 +252,43 @@ def _load(transform: LoadImageFromFile, results: dict) -> dict:
     return out
 
 
-def _has_image(folder: str, extensions) -> bool:
-    for _, _, files in os.walk(folder, followlinks=True):
-        if any(f.lower().endswith(extensions) for f in files):
-            return True
-    return False
+class NoClassFoldersError(ValueError):
+    """Labels asked for (``with_label=True``) from a folder of images that
+    has no class folders."""
+
+
+def _image_layout(folder: str, extensions) -> Tuple[bool, bool]:
+    """(any image directly in ``folder``, any image in a sub-folder); the
+    walk stops at the first image found below."""
+    top = below = False
+    subdirs = []
+    with os.scandir(folder) as entries:
+        for e in entries:
+            if e.is_dir(follow_symlinks=True):
+                subdirs.append(e.path)
+            elif not top and e.name.lower().endswith(extensions):
+                top = True
+    for sub in sorted(subdirs):
+        for _, _, files in os.walk(sub, followlinks=True):
+            if any(f.lower().endswith(extensions) for f in files):
+                return top, True
+    return top, below
+
+
+def _ann_has_labels(path: str) -> bool:
+    """Whether the first non-empty line of an annotation file is
+    ``path label`` (an integer last field)."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'ImageFolder: ann_file {path!r} is not a '
+                                'file')
+    with open(path) as f:
+        for line in f:
+            fields = line.strip().rsplit(' ', 1)
+            if fields[0]:
+                return len(fields) == 2 and fields[1].lstrip('-').isdigit()
+    raise ValueError(f'ImageFolder: ann_file {path!r} lists no images')
+
+
+def _log_labels(folder: str, with_label: bool, why: str) -> None:
+    print_log(f"ImageFolder: {folder!r}: with_label='auto' -> {with_label} "
+              f'({why})', logger='current', level=logging.INFO)

@@ -20,6 +20,8 @@ from torch.utils.data import Dataset
 
 from mlmask_mm.registry import DATASETS
 
+from .image_folder import NoClassFoldersError
+
 PARTS = ('train', 'val')
 
 
@@ -63,8 +65,8 @@ class LabelledSplit(Dataset):
         ratio: fraction of every class that goes to ``'train'``.
         seed: seed of the split (independent of the run's seed).
 
-    Raises one ``ValueError`` when the dataset has no labels, or when the
-    part holds fewer than 2 classes.
+    Raises one ``ValueError`` when the dataset has no labels (a flat folder
+    of images included), or when the part holds fewer than 2 classes.
     """
 
     def __init__(self, dataset: Union[dict, Dataset], part: str = 'train',
@@ -72,8 +74,16 @@ class LabelledSplit(Dataset):
         if part not in PARTS:
             raise ValueError(f'LabelledSplit: part must be one of {PARTS}, '
                              f'got {part!r}')
-        self.dataset = DATASETS.build(dataset) if isinstance(
-            dataset, dict) else dataset
+        try:
+            self.dataset = DATASETS.build(dataset) if isinstance(
+                dataset, dict) else dataset
+        except NoClassFoldersError as e:
+            raise ValueError(
+                f'LabelledSplit: levels 2 and 3 of MLO-MAE train a '
+                'classifier and need labelled images (one folder per '
+                'class), got a flat folder: ' + str(e).split(': ', 1)[1]
+                + ' (MLO-MAE cannot pretrain on unlabelled images; MAE, '
+                'Self-Guided MAE and CL-MAE can)') from e
         self.part, self.ratio, self.seed = part, float(ratio), int(seed)
         self.labels = _labels(self.dataset)
         self.splits = stratified_split(self.labels, self.ratio, self.seed)
@@ -203,7 +213,9 @@ def _labels(dataset) -> List[int]:
             raise ValueError(
                 f'LabelledSplit: {_describe(dataset)} has no labels (sample '
                 f'{i} has no gt_label): levels 2 and 3 of MLO-MAE need a '
-                'labelled dataset, e.g. class folders with with_label=True')
+                'labelled dataset, e.g. class folders with with_label=True '
+                '(MLO-MAE cannot pretrain on unlabelled images; MAE, '
+                'Self-Guided MAE and CL-MAE can)')
         labels.append(int(label))
     if not labels:
         raise ValueError(f'LabelledSplit: {_describe(dataset)} is empty')

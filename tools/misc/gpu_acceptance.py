@@ -70,27 +70,37 @@ MMPRETRAIN_MAE = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py
 UPERNET = 'configs/transfer/upernet_vit-base-p16_8xb2-amp-160k_ade20k-512x512.py'
 MASK_RCNN = 'configs/transfer/mask-rcnn_vit-base-p16_simple-fpn_8xb2-1x_coco.py'
 BENCHMARK = 'tools/analysis_tools/benchmark.py'
-#: ``--cfg-options`` that put the MAE ViT-B/16 config back on mmpretrain's
-#: eager modules and optimizer step (the fast path's reference)
+#: ``--cfg-options`` that put the MAE ViT-B/16 config on mmpretrain's
+#: eager modules and optimizer step (the fast path's reference; the config
+#: ships them)
 EAGER_MODULES = ['model.backbone.type=MaskableViT',
                  'model.neck.type=MAEPretrainDecoder',
                  'optim_wrapper.type=AmpOptimWrapper',
                  'optim_wrapper.optimizer.fused=False']
+#: ``--cfg-options`` of the fast path (docs/get_started.md, "Precision and
+#: speed"): fused blocks compiled whole on a GPU, bf16 without a loss
+#: scaler, fused AdamW; an option of the MAE / Self-Guided ViT-B/16 configs
+FAST_PATH = ['model.backbone.type=FastMAEViT',
+             'model.neck.type=FastMAEPretrainDecoder',
+             'optim_wrapper.type=BF16AmpOptimWrapper',
+             'optim_wrapper.dtype=bfloat16',
+             'optim_wrapper.optimizer.fused=True']
 
 
 def fast_path_benchmark_args(batch_size: int, iters: int,
                              out: str) -> List[str]:
     """Arguments of ``tools/analysis_tools/benchmark.py`` for the
     ``ours, fast path`` row (docs/benchmarks.md): mmpretrain's MAE, ours on
-    the eager modules, ours fast path eager, ours fast path compiled (the
-    config as shipped on a GPU), ViT-B/16, 224 px, bf16, interleaved."""
+    the eager modules (the config as shipped), ours with the fast-path
+    options eager, and compiled (the fast path on a GPU), ViT-B/16, 224 px,
+    bf16, interleaved."""
     ours = osp.join(ROOT, METHODS['mae']['vitb'])
     return [MMPRETRAIN_MAE, ours, ours, ours,
             '--cfg-options-of', '2'] + EAGER_MODULES + [
-            '--cfg-options-of', '3', 'model.backbone.compile=False',
-            'model.neck.compile=False',
-            '--cfg-options-of', '4', 'model.backbone.compile=True',
-            'model.neck.compile=True',
+            '--cfg-options-of', '3'] + FAST_PATH + [
+            'model.backbone.compile=False', 'model.neck.compile=False',
+            '--cfg-options-of', '4'] + FAST_PATH + [
+            'model.backbone.compile=True', 'model.neck.compile=True',
             '--batch-size', str(batch_size), '--iters', str(iters),
             '--warmup', '5', '--amp', 'bf16', '--out', out]
 CONVERTER = 'tools/model_converters/mlmask2backbone.py'

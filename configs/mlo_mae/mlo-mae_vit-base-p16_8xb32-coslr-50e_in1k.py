@@ -46,7 +46,13 @@ train_dataloader = dict(
 train_cfg = dict(
     max_epochs=max_epochs,
     labelled_split=dict(
-        dataset=dict(type='mlmask_mm.ImageFolder', with_label=True)))
+        dataset=dict(
+            type='mlmask_mm.ImageFolder',
+            with_label=True,
+            labels_needed_by="MLO-MAE's levels 2 and 3 (a classifier, and "
+            'the masking network trained on its loss; MLO-MAE cannot '
+            'pretrain on unlabelled images, MAE, Self-Guided MAE and CL-MAE '
+            'can)')))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3))

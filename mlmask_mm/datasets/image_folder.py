@@ -49,6 +49,10 @@ class ImageFolder(CustomDataset):
       logged.  The ViT-B/16 ImageNet pretraining configs use it, so that
       ``data_root`` (with ``split=None``) can name either layout.
 
+    ``labels_needed_by``: what needs the labels (e.g. "MLO-MAE's levels 2
+    and 3"), named in the error when a flat folder is given with
+    ``with_label=True``.
+
     When the dataset is built (before the first iteration): a missing
     folder, a folder without images and, for labelled data, a class folder
     without images each raise one error naming the setting or the folder.
@@ -76,7 +80,8 @@ class ImageFolder(CustomDataset):
 
     def __init__(self, data_root: str = '', data_prefix='',
                  split: Optional[str] = None, with_label=True,
-                 bad_images: str = 'fail', **kwargs) -> None:
+                 bad_images: str = 'fail',
+                 labels_needed_by: Optional[str] = None, **kwargs) -> None:
         if bad_images not in BAD_IMAGE_POLICIES:
             raise ValueError(
                 f'ImageFolder: bad_images must be one of '
@@ -136,6 +141,12 @@ class ImageFolder(CustomDataset):
                 _log_labels(folder, with_label,
                             'class folders' if below else 'flat folder')
             elif with_label and top and not below:
+                if labels_needed_by:
+                    raise NoClassFoldersError(
+                        f'ImageFolder: {folder!r} (data_root={data_root!r}) '
+                        'is a flat folder (images, no class folders), but '
+                        f'{labels_needed_by} need labels: one folder per '
+                        'class (<folder>/<class>/*.jpg)')
                 raise NoClassFoldersError(
                     f'ImageFolder: {folder!r} (data_root={data_root!r}) holds '
                     'images but no class folders, and with_label=True reads '

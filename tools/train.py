@@ -2,18 +2,26 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
         [--cfg-options key=value ...] [--launcher pytorch]
+
+A run stopped by SIGTERM / SIGUSR1 (PreemptionHook) exits with status 75
+after saving; the next start in the same work directory resumes from it.
 """
 import argparse
+import logging
 import os
 import os.path as osp
+import sys
 
+import torch.distributed as dist
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from mlmask_mm.engine.config_checks import (check_pretrained_checkpoint,
                                             prepare_config)
+from mlmask_mm.engine.hooks.preemption_hook import (MARKER,
+                                                    TrainingStopped)
 from mlmask_mm.utils.checkpoint_files import resolve_resume
-from mlmask_mm.utils.dist import finish_distributed_run
+from mlmask_mm.utils.dist import close_process_group, finish_distributed_run
 
 
 def parse_args():
@@ -69,6 +77,14 @@ def main():
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    marker = osp.join(cfg.work_dir, MARKER)
+    if args.resume is None and not cfg.get('resume') and osp.isfile(marker):
+        # a run stopped by a signal (PreemptionHook): its next start resumes
+        print(f'{marker}: the run in this work directory was stopped by a '
+              'signal; resuming it (delete the file to start over)',
+              flush=True)
+        cfg.resume = True
+        cfg.load_from = None
     if args.auto_scale_lr:
         cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr', {}), enable=True)
     cfg = prepare_config(cfg)
@@ -76,8 +92,24 @@ def main():
     # a damaged checkpoint is named here; auto mode skips damaged ones
     resolve_resume(cfg)
     runner = Runner.from_cfg(cfg)
-    runner.train()
+    try:
+        runner.train()
+    except TrainingStopped as stop:  # saved; exit status 75
+        if dist.is_available() and dist.is_initialized():
+            stopped(stop.code)
+        raise
     finish_distributed_run()
+
+
+def stopped(code: int) -> None:
+    """Leave with ``code`` after a PreemptionHook stop (the checkpoint is
+    written; distributed: without interpreter finalisation, see
+    mlmask_mm.utils.dist.finish_distributed_run)."""
+    close_process_group()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == '__main__':

@@ -18,6 +18,9 @@ default_hooks = dict(
     finite_loss=dict(type='mlmask_mm.FiniteLossHook', tolerance=0),
     # lists the images ImageFolder(bad_images='skip') replaced
     skipped_images=dict(type='mlmask_mm.SkippedImagesHook'),
+    # SIGTERM / SIGUSR1 (slurm): save this iteration, exit 75; the next
+    # start resumes (enabled=False: off; requeue=True: scontrol requeue)
+    preemption=dict(type='mlmask_mm.PreemptionHook'),
 )
 
 env_cfg = dict(

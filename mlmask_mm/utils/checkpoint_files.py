@@ -21,6 +21,7 @@ unpickling anything.  ``tools/train.py --resume`` checks the file it is given
 checkpoint of the work directory with a warning for each damaged newer one.
 See docs/fail_safe.md.
 """
+import errno
 import glob
 import logging
 import os
@@ -39,6 +40,39 @@ _STEP_NAME = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
 
 class CheckpointDamagedError(RuntimeError):
     """A checkpoint file that cannot be read back (names the file)."""
+
+
+class DiskFullError(OSError):
+    """A file could not be written for lack of space (names the file and
+    the free space); what was under its name is unchanged."""
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _size(n: float) -> str:
+    for unit in ('bytes', 'KiB', 'MiB', 'GiB'):
+        if n < 1024 or unit == 'GiB':
+            return f'{n:.0f} {unit}' if unit == 'bytes' else \
+                f'{n:.1f} {unit}'
+        n /= 1024
+    return f'{n:.1f} TiB'
+
+
+def _full_message(error: OSError, filepath: str, folder: str,
+                  size: int) -> str:
+    try:
+        st = os.statvfs(folder)
+        space = (f'{_size(st.f_bavail * st.f_frsize)} free of '
+                 f'{_size(st.f_blocks * st.f_frsize)} on the file system of '
+                 f'{folder!r}')
+    except OSError:
+        space = f'free space of {folder!r} unknown'
+    return (f'cannot write {filepath!r} ({_size(size)}): {error.strerror}; '
+            f'{space}. Nothing was replaced: the previous checkpoint and '
+            'last_checkpoint are as they were. Free some space (or set '
+            'work_dir / default_hooks.checkpoint.out_dir elsewhere), then '
+            'resume with --resume')
 
 
 def partial_path(filepath: str) -> str:
@@ -70,9 +104,12 @@ def atomic_write(data, filepath: str, mode: str = 'wb',
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, filepath)
-    except BaseException:
+    except BaseException as e:
         if osp.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError) and e.errno in _FULL:
+            raise DiskFullError(_full_message(e, filepath, folder,
+                                              len(data))) from e
         raise
     try:  # make the rename itself durable
         fd = os.open(folder, os.O_RDONLY)

@@ -83,11 +83,17 @@ class RNGStateHook(Hook):
         self._pending: Optional[Dict[str, Any]] = None
 
     # ------------------------------------------------------------- saving
-    def _gather_if_due(self, runner, by_epoch: bool) -> None:
-        # a collective: every rank evaluates the same condition
-        if runner.world_size > 1 and checkpoint_due(runner, by_epoch):
+    def gather(self, runner) -> None:
+        """Gather every rank's state for a save right now (a collective;
+        nothing to do in a single process), e.g. PreemptionHook's."""
+        if runner.world_size > 1:
             self._gathered = all_gather_object(get_rng_state())
             self._gathered_at = (runner.epoch, runner.iter)
+
+    def _gather_if_due(self, runner, by_epoch: bool) -> None:
+        # a collective: every rank evaluates the same condition
+        if checkpoint_due(runner, by_epoch):
+            self.gather(runner)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:

@@ -21,8 +21,10 @@ from mmpretrain.datasets.transforms import RandomResizedCrop
 from torch.utils.data import DataLoader
 
 from mlmask_mm.datasets.transforms import RecordedRandomResizedCrop
+from mlmask_mm.engine.hooks.preemption_hook import stop_agreed
 from mlmask_mm.models.algorithms.relevance_cache import encode
 from mlmask_mm.registry import HOOKS, TRANSFORMS
+from mlmask_mm.utils.rng_state import get_rng_state, set_rng_state
 
 
 def balanced_sample(labels: Sequence, num: int, seed: int) -> List[int]:
@@ -236,7 +238,9 @@ class SelfGuidedHook(Hook):
                 'R_M->O has been below R_V->O' if model.seen_below else
                 'R_M->O not yet below R_V->O') + ')'
         if model.generation_due(progress):  # masks drawn from now on
-            self.generate(runner, progress)
+            # a stop signal ends the pass (PreemptionHook then saves and
+            # the resumed run generates again)
+            self.generate(runner, progress, interruptible=True)
         hub = runner.message_hub
         hub.update_scalar('train/sg_R_VO', r_vo)
         hub.update_scalar('train/sg_R_MO', r_mo)
@@ -248,9 +252,24 @@ class SelfGuidedHook(Hook):
 
     # -------------------------------------------------------- generation
     @torch.no_grad()
-    def generate(self, runner, progress: int) -> None:
+    def generate(self, runner, progress: int,
+                 interruptible: bool = False) -> bool:
         """One no-grad pass over every training image (whole), sharded; the
-        Fiedler vectors by exact float64 ``eigh``."""
+        Fiedler vectors by exact float64 ``eigh``.  The random generators
+        are left as they were.
+
+        ``interruptible``: before each batch the ranks agree whether a stop
+        signal arrived (:func:`~mlmask_mm.engine.hooks.preemption_hook.
+        stop_agreed`); if so the pass ends with the cache unchanged and
+        False is returned (still due: the resumed run generates it).
+        """
+        rng = get_rng_state()  # iter(DataLoader) draws a seed
+        try:
+            return self._generate(runner, progress, interruptible)
+        finally:
+            set_rng_state(rng)
+
+    def _generate(self, runner, progress: int, interruptible: bool) -> bool:
         model = self._model(runner)
         loader = runner.train_dataloader
         rank, world = get_dist_info()
@@ -271,9 +290,24 @@ class SelfGuidedHook(Hook):
         indices, encoded = [], []
         # images, near-uniform ones, Σ mean token cosine
         stats = torch.zeros(3, dtype=torch.float64)
+        # as many steps on every rank (the shards differ by one image at
+        # most), so that the ranks poll for a stop equally often
+        steps = math.ceil(math.ceil(num / world) / shard.batch_size)
+        batches = iter(shard)
         try:
             with precision:
-                for batch in shard:
+                for step in range(steps):
+                    if interruptible and stop_agreed(runner):
+                        runner.logger.warning(
+                            f'self-guided: relevance generation at '
+                            f'{model.progress_unit} {progress} stopped after '
+                            f'{step} of {steps} batches (stop signal); the '
+                            'cache is unchanged and is generated again when '
+                            'training resumes')
+                        return False
+                    batch = next(batches, None)
+                    if batch is None:
+                        continue
                     indices += [int(s.sample_idx)
                                 for s in batch['data_samples']]
                     inputs = model.data_preprocessor(batch, False)['inputs']
@@ -318,3 +352,4 @@ class SelfGuidedHook(Hook):
                 'features that differ little (a small or briefly trained '
                 "model; features='blocks' or a later switch may carry more "
                 'structure)')
+        return True

@@ -3,9 +3,9 @@
 - custom_masker: a masker defined in the project folder, registered and used
   from a config through ``custom_imports``; its sampling is checked against
   the closed-form keep probabilities.
-- mmseg_simple_pyramid, mmdet_vitdet_lsj: the project configs, shrunk to the
-  tiny ViT of the transfer tests on 64 px images, train 2 iterations from a
-  converted checkpoint.
+- mmseg_simple_pyramid: the project config, shrunk to the tiny ViT of the
+  transfer tests on 64 px images, trains 2 iterations from a converted
+  checkpoint (checked by its StrictPretrainedHook).
 """
 import math
 import os.path as osp
@@ -18,7 +18,7 @@ from mmengine.runner import Runner
 import conftest
 from conftest import REPO, make_image_folder
 from transfer_helpers import (PATCH, SIZE, TINY_ARCH, converted_backbone,
-                              make_ade_like, make_coco_like)
+                              make_ade_like)
 
 from mlmask_mm.models.maskers.base import MaskContext
 
@@ -27,9 +27,7 @@ MASKER_CONFIG = osp.join(PROJECTS, 'custom_masker', 'configs',
                          'mae_vit-tiny-p4_texture-masker_demo.py')
 SEG_CONFIG = osp.join(
     PROJECTS, 'mmseg_simple_pyramid', 'configs',
-    'upernet_vit-base-p16_simple-pyramid_8xb2-160k_ade20k-512x512.py')
-DET_CONFIG = osp.join(PROJECTS, 'mmdet_vitdet_lsj', 'configs',
-                      'mask-rcnn_vit-base-p16_simple-fpn_lsj-100e_coco.py')
+    'upernet_vit-base-p16_simple-pyramid_8xb2-amp-160k_ade20k-512x512.py')
 
 
 @pytest.fixture(autouse=True)
@@ -135,6 +133,7 @@ def train_two_iterations(cfg, data_root, work_dir):
     cfg.train_dataloader.batch_size = 2
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.optim_wrapper.type = 'OptimWrapper'  # (AMP needs a GPU)
+    cfg.optim_wrapper.pop('loss_scale', None)
     cfg.work_dir = work_dir
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=10)
@@ -158,28 +157,5 @@ def test_mmseg_project_trains(backbone_ckpt, tmp_path):
     cfg.train_cfg.update(max_iters=2, val_interval=100)
     runner = train_two_iterations(cfg, data, str(tmp_path / 'seg'))
     assert runner.iter == 2
-    loss = runner.message_hub.get_scalar('train/loss').data[0]
-    assert all(math.isfinite(x) for x in loss)
-
-
-@pytest.mark.slow
-@pytest.mark.needs_mmdet
-def test_mmdet_project_trains(backbone_ckpt, tmp_path):
-    data = make_coco_like(str(tmp_path / 'coco'))
-    cfg = Config.fromfile(DET_CONFIG)
-    assert cfg.model.backbone.img_size == 1024
-    shrink_vit(cfg, backbone_ckpt)
-    from test_transfer import shrink_mask_rcnn
-    shrink_mask_rcnn(cfg.model, channels=32)
-    classes = ('a', 'b')
-    cfg.model.roi_head.bbox_head.num_classes = len(classes)
-    cfg.model.roi_head.mask_head.num_classes = len(classes)
-    cfg.train_dataloader.dataset.dataset.metainfo = dict(classes=classes)
-    cfg.test_dataloader.dataset.metainfo = dict(classes=classes)
-    replace_sizes(cfg._cfg_dict, {(1024, 1024): (SIZE, SIZE)})
-    cfg.train_dataloader.dataset.times = 1
-    cfg.train_cfg.update(max_epochs=1, val_interval=100)
-    runner = train_two_iterations(cfg, data, str(tmp_path / 'det'))
-    assert runner.iter == 2  # 4 images, batch 2
     loss = runner.message_hub.get_scalar('train/loss').data[0]
     assert all(math.isfinite(x) for x in loss)

@@ -1,17 +1,21 @@
-"""Transfer end to end on tiny generated data (CPU): UPerNet on an ADE20K-like
-folder through mmseg, Mask R-CNN on a COCO-like folder through mmdet.
+"""Transfer at the protocols behind the published numbers, end to end on
+tiny generated data (CPU).
 
-Each test pretrains nothing itself: a module fixture runs 2 iterations of
-MaskedMAE pretraining, converts the checkpoint with
-tools/model_converters/mlmask2backbone.py's function, and each downstream
-config (configs/transfer/, only shrunk to a 4-block 32-dim ViT on 64 px
-images) trains 2 iterations from it with mmengine's Runner in the library's
-default scope (what mmseg's / mmdet's tools/train.py do), then the
-library's own tools/test.py (shipped in its wheel under .mim/tools) tests
-the trained checkpoint in a new process and reports its metric (mIoU / COCO
-bbox+segm mAP).
+A module fixture pretrains a 4-block 32-dim ViT for 2 iterations
+(MaskedMAE) and converts it (tools/model_converters/mlmask2backbone.py's
+function) for each target.  Each transfer config of configs/transfer/,
+shrunk only in size (4 blocks, 64 px images, 2 iterations, fp32 on CPU),
+then trains with the library's own ``tools/train.py`` (shipped in the
+mmseg / mmdet wheels) in a new process, and the log and the trained
+checkpoint show which parameters loaded and which started from their init.
+The fine-tuned-classifier path (MLO-MAE's ADE20K setting) starts from the
+classifier of configs/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py.
+A wrong checkpoint stops before the first iteration (StrictPretrainedHook).
 """
+import copy
+import glob
 import importlib
+import os
 import os.path as osp
 import re
 import subprocess
@@ -20,298 +24,419 @@ import sys
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
 
 from conftest import REPO
-from transfer_helpers import (PATCH, SIZE, TINY_ARCH, converted_backbone,
-                              make_ade_like, make_coco_like)
+from transfer_helpers import (PATCH, SIZE, TINY_ARCH, make_ade_like,
+                              make_coco_like, pretrain_tiny_mae)
 
+from mlmask_mm.utils.backbone_converter import convert_checkpoint
 
-SEG_CONFIG = osp.join(
-    REPO, 'configs', 'transfer',
-    'upernet_vit-base-p16_8xb2-amp-160k_ade20k-512x512.py')
-DET_CONFIG = osp.join(
-    REPO, 'configs', 'transfer',
-    'mask-rcnn_vit-base-p16_simple-fpn_8xb2-1x_coco.py')
+TRANSFER = osp.join(REPO, 'configs', 'transfer')
+SEG = osp.join(TRANSFER, 'mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py')
+SEG_FT = osp.join(TRANSFER,
+                  'mae-base-in1k-ft_upernet_4xb2-amp-160k_ade20k-512x512.py')
+DET = osp.join(TRANSFER, 'vitdet_mask-rcnn_vit-b_16xb4-amp-lsj-100e_coco.py')
+DET_90K = osp.join(TRANSFER,
+                   'vitdet_mask-rcnn_vit-b_16xb4-amp-lsj-90k_coco.py')
+FINETUNE = osp.join(REPO, 'configs', 'benchmarks',
+                    'vit-base-p16_8xb128-coslr-100e_in1k.py')
+N = TINY_ARCH['num_layers']
+#: what each target starts from its init, per block
+MMSEG_MAE_NEW = ('gamma_1', 'gamma_2', 'attn.relative_position_bias_table')
+VITDET_NEW = ('attn.rel_pos_h', 'attn.rel_pos_w')
 
 
 @pytest.fixture(scope='module')
-def backbone_ckpt(tmp_path_factory):
-    return converted_backbone(str(tmp_path_factory.mktemp('transfer')))
+def pretrained(tmp_path_factory):
+    """{'pretrain': the pretraining checkpoint, target: converted file}."""
+    root = str(tmp_path_factory.mktemp('transfer'))
+    src = pretrain_tiny_mae(root)
+    out = dict(pretrain=src)
+    for target in ('mmseg-mae', 'vitdet'):
+        out[target] = osp.join(root, f'backbone_{target}.pth')
+        convert_checkpoint(src, out[target], target=target)
+    return out
 
 
-def tiny_backbone(cfg, checkpoint, out_indices):
-    cfg.model.backbone.update(
-        arch=dict(TINY_ARCH), img_size=SIZE, patch_size=PATCH,
-        out_indices=out_indices, drop_path_rate=0.0)
-    cfg.model.backbone.init_cfg.checkpoint = checkpoint
+def replace_sizes(node, sizes):
+    """Replace every int tuple found in ``sizes`` inside a config."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if isinstance(v, (tuple, list)) and v and all(
+                    isinstance(x, int) for x in v) and tuple(v) in sizes:
+                node[k] = sizes[tuple(v)]
+            else:
+                replace_sizes(v, sizes)
+    elif isinstance(node, list):
+        for v in node:
+            replace_sizes(v, sizes)
 
 
-def loaders(cfg, data_root, batch_size=2):
-    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg[name]
-        loader.num_workers = 0
-        loader.persistent_workers = False
-        loader.dataset.data_root = data_root
-    cfg.train_dataloader.batch_size = batch_size
-
-
-def library_test_tool(library: str) -> str:
-    """mmseg's / mmdet's own tools/test.py, as shipped in the wheel."""
+def library_tool(library: str, name: str) -> str:
+    """mmseg's / mmdet's own tools/NAME, as shipped in the wheel."""
     module = importlib.import_module(library)
-    path = osp.join(osp.dirname(module.__file__), '.mim', 'tools', 'test.py')
+    path = osp.join(osp.dirname(module.__file__), '.mim', 'tools', name)
     assert osp.isfile(path), path
     return path
 
 
-def run(cfg, work_dir, metric, library):
-    """Train (cfg.train_cfg; it validates at its end), then test the last
-    checkpoint with the library's own ``tools/test.py`` in a new process:
-    (runner, losses, test metrics), after checking that the test reproduces
-    the validation's ``metric``."""
-    cfg.work_dir = work_dir
+def train_with_tool(cfg, work_dir, library, expect_ok=True):
+    """Dump ``cfg`` (fp32 on CPU, 2 iterations) and train it with the
+    library's tools/train.py in a new process: its output."""
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    cfg.optim_wrapper.type = 'OptimWrapper'  # (AMP needs a GPU)
+    cfg.optim_wrapper.pop('loss_scale', None)
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[name].update(num_workers=0, persistent_workers=False)
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2)
+    cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.5,
+                                by_epoch=False, begin=0, end=2)]
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=2,
+                                        by_epoch=False)
+    cfg.default_hooks.pop('visualization', None)
     cfg.randomness = dict(seed=0)
-    train_cfg = cfg.copy()
-    runner = Runner.from_cfg(train_cfg)
-    runner.train()
-    losses = runner.message_hub.get_scalar('train/loss').data[0]
-    with open(osp.join(work_dir, 'last_checkpoint')) as f:
-        checkpoint = f.read().strip()
-    config_file = osp.join(work_dir, 'test_config.py')
-    cfg.copy().dump(config_file)
+    os.makedirs(work_dir, exist_ok=True)
+    config_file = osp.join(work_dir, 'config.py')
+    cfg.dump(config_file)
     proc = subprocess.run(
-        [sys.executable, library_test_tool(library), config_file, checkpoint,
-         '--work-dir', osp.join(work_dir, 'test')],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+        [sys.executable, library_tool(library, 'train.py'), config_file,
+         '--work-dir', work_dir],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
     output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-3000:]
-    metrics = {
-        name: float(value) for line in output.splitlines()
-        if '(test)' in line
-        for name, value in re.findall(r'(\S+): (-?[0-9.]+)', line)}
-    assert metric in metrics, output[-3000:]
-    # the same data as the validation at the end of training: the tool
-    # loaded the trained weights (its log rounds to 2-4 decimals)
-    assert metrics[metric] == pytest.approx(
-        runner.message_hub.get_scalar(f'val/{metric}').current(), abs=1e-2)
-    return runner, losses, metrics
+    if expect_ok:
+        assert proc.returncode == 0, output[-4000:]
+        assert osp.isfile(osp.join(work_dir, 'iter_2.pth')), output[-3000:]
+    return proc.returncode, output
 
 
-def param_groups(runner):
-    """{parameter name: its optimizer group} (mmengine appends one more
-    group without a name, only to log the base lr)"""
-    return {g['param_name']: g for g in runner.optim_wrapper.param_groups
-            if 'param_name' in g}
+def started_from_init(output):
+    """The parameter names StrictPretrainedHook logged as at init."""
+    m = re.search(r'StrictPretrainedHook: .* covers model\.backbone; (\d+) '
+                  r'parameters start from their init: (.*)', output)
+    assert m, output[-3000:]
+    names = [] if m.group(2).strip() == 'none' else \
+        m.group(2).strip().split(', ')
+    assert len(names) == int(m.group(1))
+    return set(names)
 
 
-# ------------------------------------------------------------------ mmseg
-def seg_tiny_config(data, checkpoint):
-    """The ADE20K config, shrunk: 4-block ViT, 64 px, 2 iterations."""
-    cfg = Config.fromfile(SEG_CONFIG)
-    # what the config keeps from mmseg's MAE recipe
+def trained_backbone(work_dir):
+    sd = torch.load(osp.join(work_dir, 'iter_2.pth'), map_location='cpu',
+                    weights_only=False)['state_dict']
+    return {k[len('backbone.'):]: v for k, v in sd.items()
+            if k.startswith('backbone.')}
+
+
+def assert_started_from(trained, converted, new_names, at_init):
+    """Every converted tensor is where training started (2 AdamW steps of
+    lr <= 1e-4 move it by <= 2e-4, the pos embedding is resized); the new
+    parameters started from their init value."""
+    for k, v in converted.items():
+        if k != 'pos_embed':
+            torch.testing.assert_close(trained[k], v, rtol=0, atol=1e-3)
+    for name in new_names:
+        torch.testing.assert_close(
+            trained[name], torch.full_like(trained[name], at_init(name)),
+            rtol=0, atol=1e-3)
+
+
+# ------------------------------------------------------------ ADE20K
+def seg_tiny(config, checkpoint, data):
+    """An ADE20K config shrunk in size only: mmseg MAE with 4 blocks of 32
+    dims at 64 px (pretrained at 32 px: position table interpolated)."""
+    cfg = Config.fromfile(config)
+    # what the config keeps from mmseg's MAE protocol
+    assert cfg.model.backbone.type == 'MAE'
+    assert cfg.model.backbone.init_values == 1.0
+    assert cfg.model.backbone.get('final_norm', False) is False  # MAE's default
     assert cfg.model.decode_head.type == 'UPerHead'
-    assert cfg.train_cfg.max_iters == 160000
+    assert cfg.optim_wrapper.constructor == 'LayerDecayOptimizerConstructor'
     assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.65
-    assert cfg.crop_size == (512, 512)
-
-    tiny_backbone(cfg, checkpoint, out_indices=(0, 1, 2, 3))
+    assert cfg.optim_wrapper.optimizer.lr == 1e-4
+    assert cfg.train_cfg.max_iters == 160000
+    cfg.model.backbone.update(
+        embed_dims=TINY_ARCH['embed_dims'], num_layers=N,
+        num_heads=TINY_ARCH['num_heads'],
+        mlp_ratio=TINY_ARCH['feedforward_channels'] //
+        TINY_ARCH['embed_dims'], out_indices=[0, 1, 2, 3],
+        drop_path_rate=0.0)
+    cfg.model.pretrained = checkpoint
     dims = TINY_ARCH['embed_dims']
     cfg.model.neck.embed_dim = dims
     cfg.model.decode_head.update(in_channels=[dims] * 4, channels=16)
     cfg.model.auxiliary_head.update(in_channels=dims, channels=16)
-    cfg.model.data_preprocessor.size = (SIZE, SIZE)
-    cfg.model.test_cfg = dict(mode='slide', crop_size=(SIZE, SIZE),
-                              stride=(SIZE // 2, SIZE // 2))
-    for t in cfg.train_dataloader.dataset.pipeline:
-        if t.type == 'RandomResize':
-            t.scale = (2 * SIZE, SIZE)
-        if t.type == 'RandomCrop':
-            t.crop_size = (SIZE, SIZE)
-    for t in cfg.test_dataloader.dataset.pipeline:
-        if t.type == 'Resize':
-            t.scale = (2 * SIZE, SIZE)
-    cfg.val_dataloader = cfg.test_dataloader
-    loaders(cfg, data)
-    cfg.train_cfg.update(max_iters=2, val_interval=2)
-    cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1,
-                                by_epoch=False, begin=0, end=2)]
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=2,
-                                        by_epoch=False)
+    cfg.optim_wrapper.paramwise_cfg.num_layers = N
+    replace_sizes(cfg._cfg_dict, {(512, 512): (SIZE, SIZE),
+                                  (2048, 512): (2 * SIZE, SIZE),
+                                  (341, 341): (SIZE // 2, SIZE // 2)})
+    assert cfg.model.backbone.img_size == (SIZE, SIZE)
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[name].dataset.data_root = data
     return cfg
+
+
+def _mmseg_mae_new():
+    return {f'layers.{i}.{p}' for i in range(N) for p in MMSEG_MAE_NEW}
 
 
 @pytest.mark.slow
 @pytest.mark.needs_mmseg
-def test_upernet_ade20k_from_converted_checkpoint(backbone_ckpt, tmp_path):
-    cfg = seg_tiny_config(make_ade_like(str(tmp_path / 'ade')),
-                          backbone_ckpt)
-    runner, losses, metrics = run(cfg, str(tmp_path / 'seg'), 'mIoU', 'mmseg')
+def test_upernet_mae_protocol_trains_from_converted_checkpoint(
+        pretrained, tmp_path):
+    cfg = seg_tiny(SEG, pretrained['mmseg-mae'],
+                   make_ade_like(str(tmp_path / 'ade')))
+    assert cfg.train_dataloader.batch_size == 2  # 8 GPUs x 2
+    work = str(tmp_path / 'seg')
+    _, output = train_with_tool(cfg, work, 'mmseg')
+    # only the layer scale and relative position tables start from init
+    assert started_from_init(output) == _mmseg_mae_new()
+    converted = torch.load(pretrained['mmseg-mae'],
+                           weights_only=True)['state_dict']
+    assert_started_from(
+        trained_backbone(work), converted, _mmseg_mae_new(),
+        lambda name: 1.0 if 'gamma' in name else 0.0)
+    assert 'Iter(train) [2/2]' in output
 
-    # the backbone started from the converted checkpoint (2 iterations of
-    # lr <= 1e-4 AdamW move it by at most ~2e-4)
-    pretrained = torch.load(backbone_ckpt, weights_only=True)['state_dict']
-    trained = runner.model.backbone.state_dict()
-    torch.testing.assert_close(trained['layers.0.ffn.layers.1.weight'],
-                               pretrained['layers.0.ffn.layers.1.weight'],
+
+@pytest.mark.slow
+@pytest.mark.needs_mmseg
+def test_mlo_mae_setting_from_a_fine_tuned_classifier(pretrained, tmp_path):
+    """Pretraining → the fine-tune config's classifier → mmseg-mae layout
+    (its pooled-feature norm and head dropped) → the batch-8 ADE20K config
+    (4 GPUs x 2)."""
+    from mlmask_mm.registry import MODELS
+    ft = Config.fromfile(FINETUNE)
+    assert ft.model.backbone.out_type == 'avg_featmap'
+    ft.model.backbone.update(arch=dict(TINY_ARCH), img_size=32,
+                             patch_size=PATCH)
+    ft.model.backbone.init_cfg.checkpoint = pretrained['pretrain']
+    ft.model.head.update(in_channels=TINY_ARCH['embed_dims'],
+                         num_classes=5)
+    ft.model.pop('train_cfg', None)  # (Mixup/CutMix: not needed to save)
+    from mmengine.registry import init_default_scope
+    init_default_scope('mlmask_mm')
+    classifier = MODELS.build(ft.model)
+    classifier.init_weights()
+    with torch.no_grad():  # "fine-tuned": every weight moved
+        for p in classifier.parameters():
+            p.add_(0.01)
+    src = str(tmp_path / 'classifier.pth')
+    torch.save({'state_dict': classifier.state_dict(),
+                'meta': dict(epoch=100)}, src)
+    dst = str(tmp_path / 'backbone_ft.pth')
+    meta = convert_checkpoint(src, dst, target='mmseg-mae')
+    assert meta['dropped_prefixes'] == ['data_preprocessor', 'head'] or \
+        'head' in meta['dropped_prefixes']
+    assert meta['dropped_backbone_keys'] == ['ln2.bias', 'ln2.weight']
+
+    cfg = seg_tiny(SEG_FT, dst, make_ade_like(str(tmp_path / 'ade')))
+    assert cfg.train_dataloader.batch_size == 2  # x 4 GPUs: MLO-MAE's 8
+    work = str(tmp_path / 'seg_ft')
+    _, output = train_with_tool(cfg, work, 'mmseg')
+    assert started_from_init(output) == _mmseg_mae_new()
+    trained = trained_backbone(work)
+    fine_tuned = classifier.state_dict()
+    torch.testing.assert_close(trained['layers.1.attn.qkv.weight'],
+                               fine_tuned['backbone.layers.1.attn.qkv.weight'],
                                rtol=0, atol=1e-3)
-    assert not torch.equal(trained['layers.0.ffn.layers.1.weight'],
-                           pretrained['layers.0.ffn.layers.1.weight'])
-    # layer-wise lr decay: patch embedding ρ^(n+1), decode head ρ^0
-    groups = param_groups(runner)
-    n = TINY_ARCH['num_layers']
-    assert groups['backbone.patch_embed.projection.weight']['lr_scale'] == \
-        pytest.approx(0.65**(n + 1))
-    assert groups['backbone.layers.1.attn.qkv.weight']['lr_scale'] == \
-        pytest.approx(0.65**(n - 1))
-    assert groups['decode_head.conv_seg.weight']['lr_scale'] == 1.0
-    assert groups['backbone.layers.0.ln1.weight']['weight_decay'] == 0.0
-    assert torch.isfinite(torch.as_tensor(losses)).all()
-    assert 0.0 <= metrics['mIoU'] <= 100.0
 
 
-# ------------------------------------------------------------------ mmdet
-def shrink_mask_rcnn(model, channels):
-    """32 channels in the pyramid and heads, fewer proposals and RoIs."""
-    model.neck.update(in_channels=TINY_ARCH['embed_dims'],
-                      out_channels=channels)
-    model.rpn_head.update(in_channels=channels, feat_channels=channels)
-    roi = model.roi_head
-    roi.bbox_roi_extractor.out_channels = channels
-    roi.mask_roi_extractor.out_channels = channels
-    roi.bbox_head.update(in_channels=channels, fc_out_channels=2 * channels)
-    roi.mask_head.update(in_channels=channels, conv_out_channels=channels)
-    model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=100)
-    model.train_cfg.rcnn.sampler.num = 64
-    model.test_cfg.rpn.update(nms_pre=200, max_per_img=100)
-    # keep every detection (up to 20) so that the metric sees predictions
-    model.test_cfg.rcnn.update(score_thr=0.0, max_per_img=20)
-
-
-def det_tiny_config(data, checkpoint):
-    """The COCO config, shrunk: 4-block ViT, 64 px, 1 epoch of 2 iters."""
-    cfg = Config.fromfile(DET_CONFIG)
-    assert cfg.model.type == 'MaskRCNN'
-    assert cfg.model.neck.type == 'SimpleFeaturePyramid'
-    assert cfg.train_cfg.max_epochs == 12
-
-    tiny_backbone(cfg, checkpoint, out_indices=(3, ))
-    shrink_mask_rcnn(cfg.model, channels=32)
-    classes = ('a', 'b')
-    cfg.model.roi_head.bbox_head.num_classes = len(classes)
-    cfg.model.roi_head.mask_head.num_classes = len(classes)
-    for loader in (cfg.train_dataloader, cfg.val_dataloader,
-                   cfg.test_dataloader):
-        loader.dataset.metainfo = dict(classes=classes)
-        for t in loader.dataset.pipeline:
-            if t.type == 'Resize':
-                t.scale = (SIZE, SIZE)
-    loaders(cfg, data)
-    for name in ('val_evaluator', 'test_evaluator'):
-        cfg[name].ann_file = osp.join(data, 'annotations',
-                                      'instances_val2017.json')
-    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1)
-    cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1,
-                                by_epoch=False, begin=0, end=2)]
+# --------------------------------------------------------------- COCO
+def det_tiny(config, checkpoint, data):
+    """A ViTDet config shrunk in size only: 4 blocks (global 1 and 3,
+    windows of 2 patches elsewhere), 64 px LSJ crops."""
+    cfg = Config.fromfile(config)
+    bb = cfg.model.backbone
+    assert (bb.type, bb.window_size, bb.pretrain_img_size) == ('ViTDet', 14,
+                                                               224)
+    assert cfg.model.rpn_head.num_convs == 2
+    assert cfg.model.roi_head.bbox_head.type == 'Shared4Conv1FCBBoxHead'
+    assert cfg.model.roi_head.mask_head.norm_cfg.type == 'LN2d'
+    assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.7
+    assert cfg.optim_wrapper.optimizer.lr == 1e-4
+    assert cfg.train_dataloader.batch_size == 4  # x 16 GPUs = 64
+    bb.update(arch=dict(TINY_ARCH, global_attn_indexes=[1, 3]),
+              img_size=SIZE, pretrain_img_size=32, window_size=2,
+              out_indices=(N - 1, ), drop_path_rate=0.1)
+    bb.init_cfg.checkpoint = checkpoint
+    ch = 32
+    cfg.model.neck.update(in_channels=TINY_ARCH['embed_dims'],
+                          out_channels=ch)
+    cfg.model.rpn_head.update(in_channels=ch, feat_channels=ch)
+    roi = cfg.model.roi_head
+    roi.bbox_roi_extractor.out_channels = ch
+    roi.mask_roi_extractor.out_channels = ch
+    roi.bbox_head.update(in_channels=ch, conv_out_channels=ch,
+                         fc_out_channels=2 * ch, num_classes=2)
+    roi.mask_head.update(in_channels=ch, conv_out_channels=ch,
+                         num_classes=2)
+    cfg.model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=100)
+    cfg.model.train_cfg.rcnn.sampler.num = 64
+    replace_sizes(cfg._cfg_dict, {(1024, 1024): (SIZE, SIZE)})
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[name].dataset.update(data_root=data,
+                                 metainfo=dict(classes=('a', 'b')))
+    cfg.train_dataloader.batch_size = 2
+    cfg.train_dataloader.dataset.filter_cfg = dict(filter_empty_gt=False)
     return cfg
 
 
 @pytest.mark.slow
 @pytest.mark.needs_mmdet
-def test_mask_rcnn_coco_from_converted_checkpoint(backbone_ckpt, tmp_path):
-    cfg = det_tiny_config(make_coco_like(str(tmp_path / 'coco')),
-                          backbone_ckpt)
-    runner, losses, metrics = run(cfg, str(tmp_path / 'det'),
-                                  'coco/bbox_mAP_50', 'mmdet')
-
-    assert runner.iter == 2  # 4 images, batch 2
-    pretrained = torch.load(backbone_ckpt, weights_only=True)['state_dict']
-    trained = runner.model.backbone.state_dict()
-    torch.testing.assert_close(trained['layers.2.attn.qkv.weight'],
-                               pretrained['layers.2.attn.qkv.weight'],
-                               rtol=0, atol=1e-3)
-    groups = param_groups(runner)
-    assert groups['backbone.cls_token']['lr_scale'] == pytest.approx(
-        0.7**(TINY_ARCH['num_layers'] + 1))
-    assert groups['neck.levels.0.1.weight']['lr_scale'] == 1.0
-    assert torch.isfinite(torch.as_tensor(losses)).all()
-    for key in ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/bbox_mAP_50'):
-        assert 0.0 <= metrics[key] <= 1.0, (key, metrics)
+@pytest.mark.parametrize('config', [DET, DET_90K])
+def test_vitdet_protocol_trains_from_converted_checkpoint(
+        pretrained, tmp_path, config):
+    cfg = det_tiny(config, pretrained['vitdet'],
+                   make_coco_like(str(tmp_path / 'coco')))
+    work = str(tmp_path / 'det')
+    _, output = train_with_tool(cfg, work, 'mmdet')
+    new = {f'layers.{i}.{p}' for i in range(N) for p in VITDET_NEW}
+    assert started_from_init(output) == new
+    converted = torch.load(pretrained['vitdet'],
+                           weights_only=True)['state_dict']
+    trained = trained_backbone(work)
+    assert trained['pos_embed'].shape == (1, 2, 2, 32)  # pretraining grid
+    assert_started_from(trained, converted, new, lambda name: 0.0)
+    assert 'Iter(train) [2/2]' in output
 
 
-# --------------------------------------------------- simple feature pyramid
-def test_simple_feature_pyramid_levels_and_errors():
-    from mlmask_mm.models.necks import SimpleFeaturePyramid
-    neck = SimpleFeaturePyramid(in_channels=32, out_channels=8, num_outs=5)
-    neck.init_weights()
-    x = torch.randn(2, 32, 6, 4)  # stride-16 map of a 96 x 64 image
-    outs = neck((torch.randn(2, 32, 6, 4), x))  # only the last map is used
-    # strides 4, 8, 16, 32 and the max-pooled stride 64
-    assert [tuple(o.shape) for o in outs] == [
-        (2, 8, 24, 16), (2, 8, 12, 8), (2, 8, 6, 4), (2, 8, 3, 2),
-        (2, 8, 2, 1)]
-    torch.testing.assert_close(outs[4], outs[3][:, :, ::2, ::2])
-    # every level ends with a channel LayerNorm (weight 1, bias 0 at init)
-    for o in outs[:4]:
-        torch.testing.assert_close(o.mean(1), torch.zeros_like(o[:, 0]),
-                                   atol=1e-5, rtol=0)
-    # the stride-4 level: two 2x2 deconvolutions, C -> C/2 -> C/4
-    deconvs = [m for m in neck.levels[0].modules()
-               if isinstance(m, torch.nn.ConvTranspose2d)]
-    assert [(m.in_channels, m.out_channels) for m in deconvs] == [(32, 16),
-                                                                  (16, 8)]
-    with pytest.raises(ValueError, match='scale_factors'):
-        SimpleFeaturePyramid(in_channels=32, scale_factors=(1.0, 2.0))
-    with pytest.raises(ValueError, match='in_channels=30'):
-        SimpleFeaturePyramid(in_channels=30)
-    with pytest.raises(ValueError, match='num_outs=3'):
-        SimpleFeaturePyramid(in_channels=32, num_outs=3)
-    with pytest.raises(ValueError, match=r"out_type='featmap'"):
-        neck((torch.randn(2, 5, 32), ))
-
-
-@pytest.mark.needs_mmseg
 @pytest.mark.needs_mmdet
-def test_components_resolve_from_mmdet_and_mmseg_scopes():
-    """mmengine finds 'mlmask_mm.X' only from mmpretrain's registries; the
-    transfer modules register the components in mmdet's and mmseg's."""
-    from mmdet.registry import MODELS as DET_MODELS
-    from mmdet.registry import OPTIM_WRAPPER_CONSTRUCTORS as DET_OWC
-    from mmseg.registry import MODELS as SEG_MODELS
-    from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS as SEG_OWC
+def test_vitdet_schedules_and_lr_decay():
+    """The 100-epoch protocol and Self-Guided's 90k cut; the layer-wise
+    lr scales of detectron2's get_vit_lr_decay_rate (0.7^(13 - id))."""
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS, OPTIM_WRAPPERS  # noqa: F401
 
     import mlmask_mm.transfer.mmdet_components  # noqa: F401
-    import mlmask_mm.transfer.mmseg_components  # noqa: F401
     from mlmask_mm.engine.optimizers import \
         BackboneLayerDecayOptimWrapperConstructor as Constructor
-    from mlmask_mm.models.necks import SimpleFeaturePyramid
-    for models, constructors in ((DET_MODELS, DET_OWC),
-                                 (SEG_MODELS, SEG_OWC)):
-        assert models.get('SimpleFeaturePyramid') is SimpleFeaturePyramid
-        assert constructors.get(
-            'BackboneLayerDecayOptimWrapperConstructor') is Constructor
-        from mmpretrain.models import VisionTransformer
-        assert models.get('mmpretrain.VisionTransformer') is VisionTransformer
-    with pytest.raises(TypeError, match='get_layer_depth'):
-        Constructor(dict(type='OptimWrapper',
-                         optimizer=dict(type='AdamW', lr=1e-4)),
-                    dict(layer_decay_rate=0.5))(torch.nn.Linear(2, 2))
+    full, cut = Config.fromfile(DET), Config.fromfile(DET_90K)
+    assert full.train_cfg.max_iters == 184375
+    assert full.param_scheduler[1].milestones == [163889, 177546]
+    assert cut.train_cfg.max_iters == 90000
+    for a, b in zip(full.param_scheduler[1].milestones,
+                    cut.param_scheduler[1].milestones):
+        assert a / 184375 == pytest.approx(b / 90000, abs=1e-4)
+    init_default_scope('mmdet')
+    cfg = det_tiny(DET, 'unused.pth', 'unused')
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    wrapper_cfg = cfg.optim_wrapper.copy()
+    wrapper_cfg.type = 'OptimWrapper'  # (AMP needs a GPU)
+    wrapper_cfg.pop('constructor')
+    wrapper = Constructor(wrapper_cfg,
+                          wrapper_cfg.pop('paramwise_cfg'))(model)
+    groups = {g['param_name']: g for g in wrapper.param_groups
+              if 'param_name' in g}
+    rate = 0.7
+    for name, scale in [('backbone.pos_embed', rate**(N + 1)),
+                        ('backbone.patch_embed.projection.weight',
+                         rate**(N + 1)),
+                        ('backbone.layers.0.attn.qkv.weight', rate**N),
+                        (f'backbone.layers.{N - 1}.attn.rel_pos_h', rate),
+                        ('neck.levels.0.1.weight', 1.0),
+                        ('roi_head.bbox_head.fc_cls.weight', 1.0)]:
+        assert groups[name]['lr_scale'] == pytest.approx(scale), name
+    for name in ('backbone.pos_embed', 'backbone.layers.0.ln1.weight',
+                 'backbone.layers.0.attn.qkv.bias'):
+        assert groups[name]['weight_decay'] == 0.0, name
+    assert groups['backbone.layers.0.attn.rel_pos_h']['weight_decay'] == 0.1
+
+
+# ------------------------------------------------- mixed precision names
+def test_a_config_named_amp_trains_in_mixed_precision():
+    """No --amp needed: every config whose name says amp has an AMP optim
+    wrapper (for each part, where a method has several)."""
+    files = [f for f in glob.glob(osp.join(REPO, 'configs', '**', '*.py'),
+                                  recursive=True) +
+             glob.glob(osp.join(REPO, 'projects', '**', '*.py'),
+                       recursive=True) if '-amp-' in osp.basename(f)]
+    assert len(files) >= 5, files
+    for f in files:
+        if ('mmseg' in f or 'transfer' in f) and importlib.util.find_spec(
+                'mmseg') is None:
+            continue
+        cfg = Config.fromfile(f)
+        wrapper = cfg.optim_wrapper
+        types = [wrapper.get('type', '')] + [
+            v.get('type', '') for v in wrapper.values()
+            if isinstance(v, dict) and 'optimizer' in v]
+        assert any(t.split('.')[-1].endswith('AmpOptimWrapper')
+                   for t in types), (f, types)
+
+
+# ------------------------------------------------------- strict loading
+@pytest.mark.slow
+@pytest.mark.needs_mmseg
+def test_wrong_checkpoint_stops_before_the_first_iteration(pretrained,
+                                                           tmp_path):
+    """The unconverted pretraining checkpoint through mmseg's train.py."""
+    cfg = seg_tiny(SEG, pretrained['pretrain'],
+                   make_ade_like(str(tmp_path / 'ade')))
+    rc, output = train_with_tool(cfg, str(tmp_path / 'seg'), 'mmseg',
+                                 expect_ok=False)
+    assert rc != 0
+    assert 'PretrainedMismatchError' in output
+    assert pretrained['pretrain'] in output
+    assert 'cls_token' in output and 'not in it' in output
+    assert 'Iter(train)' not in output
+
+
+def tiny_mmseg_mae(checkpoint=None, embed_dims=TINY_ARCH['embed_dims']):
+    from mmseg.models.backbones import MAE
+    return MAE(img_size=SIZE, patch_size=PATCH, embed_dims=embed_dims,
+               num_layers=N, num_heads=TINY_ARCH['num_heads'], mlp_ratio=2,
+               init_values=1.0, out_indices=[N - 1], pretrained=checkpoint)
 
 
 @pytest.mark.needs_mmseg
-@pytest.mark.needs_mmdet
-def test_transfer_stack_is_installed():
-    """`make test` installs the seg/det extras after the full mmcv build."""
-    import importlib.metadata as metadata
+def test_strict_check_refuses_wrong_checkpoints(pretrained, tmp_path):
+    from mlmask_mm.engine.hooks.strict_pretrained_hook import (
+        PretrainedMismatchError, check_pretrained)
+    from mlmask_mm.utils.backbone_converter import convert_state_dict
+    model = tiny_mmseg_mae()
+    new = [r'layers\.\d+\.gamma_[12]',
+           r'layers\.\d+\.attn\.relative_position_bias_table']
 
-    import pycocotools.mask  # noqa: F401
-    assert metadata.version('mmsegmentation') == '1.2.2'
-    assert metadata.version('mmdet') == '3.3.0'
-    assert metadata.version('mmcv') == '2.1.0'
-    # both libraries register everything next to mlmask_mm and mmpretrain
-    # (with transformers also installed, mmpretrain's BLIP import fails:
-    # the extras leave it out)
-    from mmdet.utils import register_all_modules as register_mmdet
-    from mmseg.utils import register_all_modules as register_mmseg
-    register_mmdet(init_default_scope=False)
-    register_mmseg(init_default_scope=False)
+    # the right file: loads, only the listed new parameters at init
+    at_init = check_pretrained(model, pretrained['mmseg-mae'], None, new)
+    assert set(at_init) == _mmseg_mae_new()
+
+    # 1. the unconverted whole pretraining checkpoint
+    with pytest.raises(PretrainedMismatchError) as err:
+        check_pretrained(model, pretrained['pretrain'], None, new)
+    msg = str(err.value)
+    assert pretrained['pretrain'] in msg and 'cls_token' in msg
+    assert 'backbone.layers.0.attn.qkv.weight' in msg or 'not in model' in msg
+
+    # 2. a ViT of the wrong width (48 dims), converted correctly
+    from mmpretrain.models import VisionTransformer
+    wide = VisionTransformer(arch=dict(TINY_ARCH, embed_dims=48),
+                             img_size=32, patch_size=PATCH)
+    wide_file = str(tmp_path / 'wide.pth')
+    torch.save({'state_dict': convert_state_dict(
+        {f'backbone.{k}': v for k, v in wide.state_dict().items()},
+        'mmseg-mae')}, wide_file)
+    with pytest.raises(PretrainedMismatchError,
+                       match=r'wide\.pth.*shapes differ.*qkv\.bias \(144,\) vs \(96,\)'):
+        check_pretrained(model, wide_file, None, new)
+
+    # 3. a detector checkpoint (Mask R-CNN on this ViT: backbone. + heads)
+    det = torch.load(pretrained['vitdet'], weights_only=True)['state_dict']
+    det_file = str(tmp_path / 'mask_rcnn.pth')
+    torch.save({'state_dict': dict(
+        {f'backbone.{k}': v for k, v in det.items()},
+        **{'rpn_head.rpn_conv.weight': torch.zeros(2, 2, 3, 3)})}, det_file)
+    with pytest.raises(PretrainedMismatchError,
+                       match=r'mask_rcnn\.pth.*are not in it.*are not in '
+                       r'model\.backbone'):
+        check_pretrained(model, det_file, None, new)
+
+    # 4. the right layout with a prefix that matches nothing
+    with pytest.raises(PretrainedMismatchError, match="prefix 'backbone.'"):
+        check_pretrained(model, pretrained['mmseg-mae'], 'backbone.', new)
+    # without the list of new parameters, the right file is refused too
+    with pytest.raises(PretrainedMismatchError, match='gamma_1'):
+        check_pretrained(model, pretrained['mmseg-mae'])

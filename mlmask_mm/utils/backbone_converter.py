@@ -20,6 +20,26 @@ The position embedding is written at its pretraining size; both backbones
 interpolate it when the new image size differs (mmpretrain's
 ``VisionTransformer`` in its ``load_state_dict`` pre-hook, mmseg's in
 ``init_weights`` with ``init_cfg=dict(type='Pretrained', ...)``).
+
+Two more targets feed the protocols behind published transfer numbers
+(docs/transfer.md lists, for each, the keys dropped and the parameters that
+start from their init):
+
+* ``'mmseg-mae'``: mmseg's own ``MAE`` backbone (BEiT blocks; mmseg
+  ``configs/mae``): the same names; the encoder's final norm ``ln1`` is
+  dropped (the anchor puts no norm on the last output).  Layer scale
+  ``gamma_1/gamma_2`` (init 1.0) and the relative position bias tables
+  (init 0) are not in the checkpoint and start from their init: at init the
+  backbone computes the encoder's features exactly.
+* ``'vitdet'``: :class:`~mlmask_mm.models.backbones.ViTDet` (ViTDet's plain
+  backbone, mmdet ``projects/ViTDet``): no class token (``cls_token`` and its
+  position dropped, ``pos_embed`` reshaped to 1 x h x w x C), no final norm;
+  the decomposed relative positions ``rel_pos_h/w`` start from 0.
+
+The source may also be an mmpretrain classifier fine-tuned from such a
+backbone (``configs/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py``:
+``backbone.*`` + ``head.*``, with the pooled-feature norm ``ln2`` and no
+final norm): ``head.*`` and ``ln2`` are dropped for the dense targets.
 """
 import os.path as osp
 import re
@@ -30,7 +50,7 @@ import torch
 
 from . import safe_checkpoint
 
-TARGETS = ('mmpretrain', 'mmseg')
+TARGETS = ('mmpretrain', 'mmseg', 'mmseg-mae', 'vitdet')
 
 #: mmpretrain ViT key (after ``backbone.``) → mmseg ViT key
 _MMSEG_RENAMES = (
@@ -133,6 +153,82 @@ def to_mmseg_vit(backbone: Dict[str, torch.Tensor]
     return out
 
 
+#: keys mmseg's ``MAE`` backbone has under the same name
+_MMSEG_MAE_SAME = re.compile(
+    r'^(cls_token|pos_embed|patch_embed\.projection\.(weight|bias)|'
+    r'layers\.\d+\.(ln1|ln2)\.(weight|bias)|'
+    r'layers\.\d+\.attn\.(qkv|proj)\.(weight|bias)|'
+    r'layers\.\d+\.ffn\.layers\.(0\.0|1)\.(weight|bias))$')
+#: keys ViTDet's backbone has under the same name (besides ``pos_embed``)
+_VITDET_SAME = re.compile(
+    r'^(patch_embed\.projection\.(weight|bias)|'
+    r'layers\.\d+\.(ln1|ln2)\.(weight|bias)|'
+    r'layers\.\d+\.attn\.(qkv|proj)\.(weight|bias)|'
+    r'layers\.\d+\.ffn\.layers\.(0\.0|1)\.(weight|bias))$')
+#: encoder keys that no dense backbone takes: the final norm of a
+#: pretraining encoder (``ln1``) and the pooled-feature norm of a fine-tuned
+#: classifier (``ln2``, mmpretrain ``out_type='avg_featmap'``)
+_HEAD_NORMS = ('ln1.weight', 'ln1.bias', 'ln2.weight', 'ln2.bias')
+
+#: parameters of each target that no checkpoint holds: they start from their
+#: init (regular expressions over the backbone's parameter names)
+NEW_PARAMS = {
+    'mmpretrain': (),
+    'mmseg': (),
+    'mmseg-mae': (r'layers\.\d+\.gamma_[12]',
+                  r'layers\.\d+\.attn\.relative_position_bias_table'),
+    'vitdet': (r'layers\.\d+\.attn\.rel_pos_[hw]', ),
+}
+
+
+def _rename_checked(backbone, pattern, target):
+    """Keep the keys ``pattern`` accepts; raise on any other key."""
+    for key in backbone:
+        if not pattern.match(key):
+            raise ValueError(
+                f'backbone key {key!r} has no counterpart in the '
+                f'{target!r} layout')
+    return OrderedDict(backbone)
+
+
+def to_mmseg_mae(backbone: Dict[str, torch.Tensor]
+                 ) -> 'OrderedDict[str, torch.Tensor]':
+    """mmpretrain ViT keys → mmseg ``MAE`` keys (final / pooled norm
+    dropped; layer scale and relative position tables not written)."""
+    kept = OrderedDict(
+        (k, v) for k, v in backbone.items() if k not in _HEAD_NORMS)
+    return _rename_checked(kept, _MMSEG_MAE_SAME, 'mmseg-mae')
+
+
+def to_vitdet(backbone: Dict[str, torch.Tensor]
+              ) -> 'OrderedDict[str, torch.Tensor]':
+    """mmpretrain ViT keys → ViTDet backbone keys: no class token, the
+    position embedding of the patches as 1 x h x w x C."""
+    kept = OrderedDict(
+        (k, v) for k, v in backbone.items()
+        if k not in _HEAD_NORMS and k not in ('cls_token', 'pos_embed'))
+    out = _rename_checked(kept, _VITDET_SAME, 'vitdet')
+    pos = backbone.get('pos_embed')
+    if pos is None:
+        raise ValueError('the backbone has no pos_embed: ViTDet needs the '
+                         'absolute position embedding')
+    patches = pos[:, 1:] if 'cls_token' in backbone else pos
+    side = int(round(patches.shape[1]**0.5))
+    if side * side != patches.shape[1]:
+        raise ValueError(
+            f'pos_embed has {patches.shape[1]} patch positions, not a '
+            'square grid')
+    out['pos_embed'] = patches.reshape(1, side, side, -1).contiguous()
+    return out
+
+
+_CONVERTERS = {
+    'mmseg': to_mmseg_vit,
+    'mmseg-mae': to_mmseg_mae,
+    'vitdet': to_vitdet,
+}
+
+
 def convert_state_dict(state_dict: Dict[str, torch.Tensor],
                        target: str = 'mmpretrain',
                        source: str = 'checkpoint'
@@ -142,7 +238,9 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor],
         raise ValueError(f'target={target!r} is not one of {TARGETS}')
     backbone = backbone_state_dict(state_dict, source)
     check_vit_keys(backbone, source)
-    return to_mmseg_vit(backbone) if target == 'mmseg' else backbone
+    if target == 'mmpretrain':
+        return backbone
+    return _CONVERTERS[target](backbone)
 
 
 def convert_checkpoint(src: str, dst: str, target: str = 'mmpretrain') -> dict:
@@ -155,9 +253,13 @@ def convert_checkpoint(src: str, dst: str, target: str = 'mmpretrain') -> dict:
     converted = convert_state_dict(state_dict, target, source=src)
     dropped = sorted({k.split('.')[0] for k in state_dict
                       if not k.startswith(('backbone.', 'module.backbone.'))})
+    backbone = backbone_state_dict(state_dict, src)
+    dropped_keys = sorted(set(backbone) - set(converted) - {'pos_embed'})
     out_meta = dict(
         converted_from=osp.abspath(src), target=target,
-        num_tensors=len(converted), dropped_prefixes=dropped)
+        num_tensors=len(converted), dropped_prefixes=dropped,
+        dropped_backbone_keys=dropped_keys,
+        new_params=list(NEW_PARAMS[target]))
     for key in ('iter', 'epoch', 'experiment_name'):
         if isinstance(meta.get(key), (int, str)):
             out_meta[key] = meta[key]

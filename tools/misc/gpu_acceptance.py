@@ -22,7 +22,8 @@ reason, in ``DIR/report.json``; format in docs/benchmarks.md):
    eager and compiled: batch 256, bf16, interleaved) and
    ``benchmark_methods`` (each method against plain MAE on the eager
    modules) through ``tools/analysis_tools/benchmark.py``.
-7. ``convert``: ``tools/model_converters/mlmask2backbone.py`` on the MAE run.
+7. ``convert``, ``convert_vitdet``: ``tools/model_converters/mlmask2backbone.py``
+   on the MAE run (``--target mmseg-mae`` / ``vitdet``).
 8. ``transfer_upernet`` / ``transfer_mask_rcnn``: a few iterations of the
    ADE20K UPerNet and COCO Mask R-CNN configs from the converted checkpoint,
    with mmseg's / mmdet's own ``tools/train.py`` (GPU only).
@@ -67,8 +68,8 @@ METHODS = {
         demo='configs/mlo_mae/mlo-mae_vit-tiny-p4_demo.py'),
 }
 MMPRETRAIN_MAE = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'
-UPERNET = 'configs/transfer/upernet_vit-base-p16_8xb2-amp-160k_ade20k-512x512.py'
-MASK_RCNN = 'configs/transfer/mask-rcnn_vit-base-p16_simple-fpn_8xb2-1x_coco.py'
+UPERNET = 'configs/transfer/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py'
+MASK_RCNN = 'configs/transfer/vitdet_mask-rcnn_vit-b_16xb4-amp-lsj-100e_coco.py'
 BENCHMARK = 'tools/analysis_tools/benchmark.py'
 #: ``--cfg-options`` that put the MAE ViT-B/16 config on mmpretrain's
 #: eager modules and optimizer step (the fast path's reference; the config
@@ -424,22 +425,30 @@ def main(argv=None) -> int:  # noqa: C901  (one step after another)
         ] + eager, 420, results='benchmark_methods.json')
 
     # 7-8. convert, transfer ----------------------------------------------
-    backbone = osp.join(out, 'backbone.pth')
+    # one converted file per transfer target (mmseg MAE, ViTDet)
+    backbones = {t: osp.join(out, f'backbone_{t}.pth')
+                 for t in ('mmseg-mae', 'vitdet')}
     if not trained.get('mae'):
         report.add('convert', 'skipped', reason='no MAE checkpoint')
     else:
         command_step('convert', [py, osp.join(ROOT, CONVERTER),
-                                 trained['mae'], backbone], 120)
-    for name, package, config, opts in (
-            ('transfer_upernet', 'mmseg', UPERNET,
-             ['train_cfg.max_iters=4', 'train_cfg.val_interval=4',
-              'default_hooks.checkpoint.interval=4']),
+                                 trained['mae'], backbones['mmseg-mae'],
+                                 '--target', 'mmseg-mae'], 120)
+        command_step('convert_vitdet', [py, osp.join(ROOT, CONVERTER),
+                                        trained['mae'], backbones['vitdet'],
+                                        '--target', 'vitdet'], 120)
+    iters = ['train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+             'default_hooks.checkpoint.interval=2']
+    for name, package, config, key, backbone, opts in (
+            ('transfer_upernet', 'mmseg', UPERNET, 'model.pretrained',
+             backbones['mmseg-mae'], iters),
             ('transfer_mask_rcnn', 'mmdet', MASK_RCNN,
-             ['train_cfg.max_epochs=1'])):
+             'model.backbone.init_cfg.checkpoint', backbones['vitdet'],
+             iters + ['train_cfg.dynamic_intervals=None'])):
         tool = library_tool(package, 'train.py')
         if tiny:
             report.add(name, 'skipped', reason='no GPU (or --tiny): the '
-                       'ViT-B/16 transfer configs run at 512-1333 px; the '
+                       'ViT-B/16 transfer configs run at 512-1024 px; the '
                        'test suite trains tiny versions on the CPU')
         elif tool is None:
             report.add(name, 'failed', reason=f'{package} is not installed')
@@ -449,8 +458,7 @@ def main(argv=None) -> int:  # noqa: C901  (one step after another)
             wd = osp.join(work, name)
             command_step(name, [
                 py, tool, osp.join(ROOT, config), '--work-dir', wd,
-                '--cfg-options',
-                f'model.backbone.init_cfg.checkpoint={backbone}',
+                '--cfg-options', f'{key}={backbone}',
                 'default_hooks.logger.interval=1'
             ] + opts, 300, work_dir=wd)
     report.write()

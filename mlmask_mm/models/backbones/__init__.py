@@ -1,0 +1,3 @@
+from .vitdet import ViTDet
+
+__all__ = ['ViTDet']

@@ -240,7 +240,7 @@ class SelfGuidedHook(Hook):
         if model.generation_due(progress):  # masks drawn from now on
             # a stop signal ends the pass (PreemptionHook then saves and
             # the resumed run generates again)
-            self.generate(runner, progress, interruptible=True)
+            self.generate(runner, progress, True)  # interruptible
         hub = runner.message_hub
         hub.update_scalar('train/sg_R_VO', r_vo)
         hub.update_scalar('train/sg_R_MO', r_mo)

@@ -11,7 +11,9 @@ for distributed runs (docs/cl_mae.md, docs/mlo_mae.md):
   ``OptimWrapperDict(<part>=...)``;
 * :class:`PartsDataParallel`: ``model_wrapper_cfg = dict(type=
   'PartsDataParallel')``; the model's own step averages its gradients with
-  :func:`mlmask_mm.utils.dist.average_over_ranks` before each optimizer step.
+  :func:`mlmask_mm.utils.dist.average_over_ranks` before each optimizer step
+  (the wrapper checks that the processes' parameters agree after the first
+  step and every ``sync_check_interval`` steps, and stops the run if not).
 
 A model trained in parts declares, as class attributes::
 
@@ -24,8 +26,9 @@ refuse an optimizer wrapper it cannot train with.
 import copy
 from typing import Dict, List, Optional
 
+import torch
 import torch.nn as nn
-from mmengine.dist import broadcast
+from mmengine.dist import all_reduce, broadcast, get_world_size
 from mmengine.optim import OptimWrapperDict
 from mmengine.registry import MODEL_WRAPPERS as ENGINE_MODEL_WRAPPERS
 
@@ -140,21 +143,40 @@ class PartsDataParallel(nn.Module):
     MLO-MAE's three levels need their own ``train_step`` / ``outer_step``.
     This wrapper starts every process from rank 0's parameters and buffers,
     exposes the model as ``.module`` and hands it ``train_step`` /
-    ``val_step`` / ``test_step``; the model averages its gradients over the
-    processes (:func:`~mlmask_mm.utils.dist.average_over_ranks`) before
-    each optimizer step.  DDP's arguments (``device_ids``,
-    ``broadcast_buffers``, ...) are accepted and ignored.
+    ``val_step`` / ``test_step``.  It does not touch gradients: **the model
+    averages them over the processes**
+    (:func:`~mlmask_mm.utils.dist.average_over_ranks`) before each
+    optimizer step.  A model that does not would train every process on its
+    own gradients, so after its first ``train_step`` and every
+    ``sync_check_interval`` steps the wrapper compares the parameters of
+    all processes (two float64 sums per parameter, one all-reduce) and
+    stops the run with one error naming the parameters that differ.
+    ``sync_check_interval=0`` turns the check off.  DDP's arguments
+    (``device_ids``, ``broadcast_buffers``, ...) are accepted and ignored.
     """
 
-    def __init__(self, module: nn.Module, **ddp_kwargs) -> None:
+    def __init__(self, module: nn.Module, sync_check_interval: int = 100,
+                 **ddp_kwargs) -> None:
         super().__init__()
+        if not isinstance(sync_check_interval, int) or \
+                sync_check_interval < 0:
+            raise ValueError(
+                'PartsDataParallel: sync_check_interval must be an integer '
+                f'>= 0 (0: no check), got {sync_check_interval!r}')
         self.module = module
+        self.sync_check_interval = sync_check_interval
+        self._steps = 0
         tensors: List = list(module.parameters()) + list(module.buffers())
         for tensor in tensors:
             broadcast(tensor.data, src=0)
 
     def train_step(self, data, optim_wrapper):
-        return self.module.train_step(data, optim_wrapper)
+        out = self.module.train_step(data, optim_wrapper)
+        self._steps += 1
+        n = self.sync_check_interval
+        if n and (self._steps == 1 or self._steps % n == 0):
+            check_parameters_in_sync(self.module, self._steps)
+        return out
 
     def val_step(self, data):
         return self.module.val_step(data)
@@ -164,3 +186,36 @@ class PartsDataParallel(nn.Module):
 
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)
+
+
+def check_parameters_in_sync(model: nn.Module, step: int) -> None:
+    """Raise one ``RuntimeError`` on every process unless all processes hold
+    the same parameters (sum and sum of squares of each, in float64, equal
+    on all ranks).  A no-op in a single-process run."""
+    if get_world_size() < 2:
+        return
+    named = [(k, p) for k, p in model.named_parameters()]
+    if not named:
+        return
+    stats = torch.stack([
+        torch.stack([p.detach().double().sum(),
+                     p.detach().double().square().sum()])
+        for _, p in named
+    ])
+    high, low = stats.clone(), stats.clone()
+    all_reduce(high, op='max')
+    all_reduce(low, op='min')
+    differ = [k for (k, _), h, lo in zip(named, high, low)
+              if not torch.equal(h, lo)]
+    if differ:
+        shown = ', '.join(differ[:5]) + (
+            f' and {len(differ) - 5} more' if len(differ) > 5 else '')
+        raise RuntimeError(
+            f'PartsDataParallel: after training step {step} the processes '
+            f'hold different values of {len(differ)} parameter(s) of '
+            f'{type(model).__name__} ({shown}). PartsDataParallel does not '
+            'synchronise gradients: a model that takes its own optimizer '
+            'steps must average them over the processes with '
+            'mlmask_mm.utils.dist.average_over_ranks(p.grad for p in '
+            'params) before each step (as CLMAE.train_step and '
+            'MLOMAE.outer_step do)')

@@ -187,3 +187,139 @@ def test_bad_input_fails_clearly(checkpoints, tmp_path):
     sd['backbone.ln2.weight'] = torch.ones(32)  # mmpretrain avg_featmap norm
     with pytest.raises(ValueError, match="'ln2.weight'"):
         convert_state_dict(sd, 'mmseg')
+
+
+# ------------------------------------------- the transfer protocols' layouts
+def _new_params(model, target):
+    import re
+    from mlmask_mm.utils.backbone_converter import NEW_PARAMS
+    pats = [re.compile(p + '$') for p in NEW_PARAMS[target]]
+    return {k for k, _ in model.named_parameters()
+            if any(p.match(k) for p in pats)}
+
+
+@pytest.mark.needs_mmseg
+def test_mmseg_mae_at_init_computes_the_encoders_features(checkpoints,
+                                                          tmp_path):
+    """mmseg's MAE backbone (BEiT blocks) loaded by its own init_weights
+    from the mmseg-mae file: layer scale 1 and zero relative position bias
+    leave the encoder's function unchanged, and the k bias it keeps is the
+    encoder's too: the features of every block equal mmpretrain's ViT
+    (no final norm) in float64."""
+    from mmpretrain.models import VisionTransformer
+    from mmseg.models.backbones import MAE
+    dst = str(tmp_path / 'mae.pth')
+    meta = convert_checkpoint(checkpoints['mae'], dst, target='mmseg-mae')
+    assert meta['dropped_backbone_keys'] == ['ln1.bias', 'ln1.weight']
+    seg = MAE(img_size=PRETRAIN_SIZE, patch_size=PATCH,
+              embed_dims=TINY_ARCH['embed_dims'],
+              num_layers=TINY_ARCH['num_layers'],
+              num_heads=TINY_ARCH['num_heads'], mlp_ratio=2, init_values=1.0,
+              out_indices=[0, 1, 2, 3], norm_cfg=dict(type='LN', eps=1e-6),
+              pretrained=dst)
+    seg.init_weights()
+    result = seg.load_state_dict(
+        torch.load(dst, weights_only=True)['state_dict'], strict=False)
+    assert not result.unexpected_keys
+    assert {k for k in result.missing_keys
+            if 'relative_position_index' not in k} == _new_params(
+                seg, 'mmseg-mae')
+    assert len(_new_params(seg, 'mmseg-mae')) == 3 * TINY_ARCH['num_layers']
+    ref = VisionTransformer(
+        arch=dict(TINY_ARCH), img_size=PRETRAIN_SIZE, patch_size=PATCH,
+        out_type='featmap', out_indices=(0, 1, 2, 3), final_norm=False,
+        norm_cfg=dict(type='LN', eps=1e-6))
+    sd = torch.load(checkpoints['mae'], weights_only=True)['state_dict']
+    ref.load_state_dict({k: v for k, v in convert_state_dict(
+        sd, 'mmpretrain').items() if not k.startswith('ln1.')}, strict=True)
+    seg, ref = seg.double(), ref.double()
+    seg.eval()  # (mmseg's BEiT.train returns None)
+    ref.eval()
+    x = torch.randn(2, 3, PRETRAIN_SIZE, PRETRAIN_SIZE, dtype=torch.float64)
+    with torch.no_grad():
+        for a, b in zip(seg(x), ref(x)):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    # the mutation "gamma not 1" changes the features
+    with torch.no_grad():
+        seg.layers[0].gamma_1.mul_(0.5)
+        assert not torch.allclose(seg(x)[0], ref(x)[0])
+
+
+def tiny_vitdet(**kwargs):
+    from mlmask_mm.models.backbones import ViTDet
+    return ViTDet(arch=dict(TINY_ARCH, global_attn_indexes=[1, 3]),
+                  img_size=64, patch_size=PATCH,
+                  pretrain_img_size=PRETRAIN_SIZE, window_size=2,
+                  out_indices=(3, ), **kwargs)
+
+
+def test_vitdet_is_vitsam_with_vitdets_block_and_position_table(
+        checkpoints, tmp_path):
+    """Loaded from the vitdet file: in eval mode the same function as
+    mmpretrain's ViTSAM (no channel reduction) loaded from the same file,
+    whose pre-hook resizes the position table once where ours resizes it
+    in every forward (bicubic, from the pretraining grid); only the
+    relative positions start from their init (0)."""
+    from mmpretrain.models import ViTSAM
+    from mlmask_mm.engine.hooks.strict_pretrained_hook import \
+        check_pretrained
+    dst = str(tmp_path / 'vitdet.pth')
+    meta = convert_checkpoint(checkpoints['mae'], dst, target='vitdet')
+    assert meta['dropped_backbone_keys'] == ['cls_token', 'ln1.bias',
+                                             'ln1.weight']
+    saved = torch.load(dst, weights_only=True)['state_dict']
+    sd = torch.load(checkpoints['mae'], weights_only=True)['state_dict']
+    # the patch positions of the encoder's table, class position dropped
+    torch.testing.assert_close(
+        saved['pos_embed'].reshape(1, 4, 32),
+        sd['backbone.pos_embed'][:, 1:])
+    init = dict(type='Pretrained', checkpoint=dst)
+    ours = tiny_vitdet(drop_path_rate=0.1, init_cfg=init)
+    ours.init_weights()
+    assert set(check_pretrained(
+        ours, dst, new_params=[r'layers\.\d+\.attn\.rel_pos_[hw]'])) == \
+        _new_params(ours, 'vitdet')
+    assert ours.pos_embed.shape == (1, 2, 2, 32)
+    sam = ViTSAM(arch=dict(TINY_ARCH, global_attn_indexes=[1, 3]),
+                 img_size=64, patch_size=PATCH, out_channels=0,
+                 window_size=2, out_indices=(3, ), init_cfg=init)
+    sam.init_weights()
+    assert sam.pos_embed.shape == (1, 4, 4, 32)
+    # windows of 2 in blocks 0 and 2, global attention in 1 and 3
+    assert [layer.window_size for layer in ours.layers] == [2, 0, 2, 0]
+    assert ours.layers[1].attn.rel_pos_h.shape == (7, 16)  # 2 * 4 - 1
+    assert ours.layers[0].attn.rel_pos_h.shape == (3, 16)  # 2 * 2 - 1
+    ours, sam = ours.double(), sam.double()
+    ours.eval()
+    sam.eval()
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        (a, ), (b, ) = ours(x), sam(x)
+    assert a.shape == (2, 32, 4, 4)
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    # stochastic depth on the attention branch too (ViTSAM: FFN only),
+    # linear from 0 to drop_path_rate
+    assert isinstance(ours.layers[0].drop_path, torch.nn.Identity)
+    assert ours.layers[3].drop_path.drop_prob == pytest.approx(0.1)
+    ours.train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        assert not torch.allclose(ours(x)[0], a)
+
+
+def test_vitdet_refuses_what_it_fixes():
+    with pytest.raises(ValueError, match='out_channels=256'):
+        tiny_vitdet(out_channels=256)
+    with pytest.raises(ValueError, match='pretrain_img_size=30'):
+        from mlmask_mm.models.backbones import ViTDet
+        ViTDet(arch=dict(TINY_ARCH, global_attn_indexes=[1, 3]),
+               img_size=64, patch_size=PATCH, pretrain_img_size=30)
+
+
+def test_command_line_names_dropped_keys_and_new_parameters(
+        checkpoints, tmp_path, capsys):
+    mlmask2backbone.main([checkpoints['mae'], str(tmp_path / 'b.pth'),
+                          '--target', 'mmseg-mae'])
+    out = capsys.readouterr().out
+    assert 'backbone keys dropped: ln1.bias, ln1.weight' in out
+    assert r'layers\.\d+\.gamma_[12]' in out

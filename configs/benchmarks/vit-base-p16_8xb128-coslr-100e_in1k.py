@@ -18,3 +18,12 @@ default_scope = 'mlmask_mm'
 model = dict(
     backbone=dict(
         init_cfg=dict(type='Pretrained', checkpoint='', prefix='backbone.')))
+
+# the checkpoint must cover the backbone (StrictPretrainedHook, before the
+# first iteration): only the pooled-feature norm ln2 starts from its init;
+# the encoder's final norm ln1 is not used with global pooling
+custom_hooks = [
+    dict(type='mlmask_mm.StrictPretrainedHook',
+         new_params=[r'ln2\.(weight|bias)'],
+         ignored_keys=[r'ln1\.(weight|bias)'])
+]

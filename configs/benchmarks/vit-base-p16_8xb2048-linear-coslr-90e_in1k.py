@@ -18,3 +18,7 @@ default_scope = 'mlmask_mm'
 model = dict(
     backbone=dict(
         init_cfg=dict(type='Pretrained', checkpoint='', prefix='backbone.')))
+
+# the checkpoint must cover the (frozen) backbone whole: StrictPretrainedHook
+# stops before the first iteration otherwise
+custom_hooks = [dict(type='mlmask_mm.StrictPretrainedHook')]

@@ -64,3 +64,12 @@ model = dict(
 # lr = 2e-3 x 256 / 1024 (mmpretrain's recipe: 2e-3 for 8 x 128 images)
 optim_wrapper = dict(optimizer=dict(lr=5e-4))
 auto_scale_lr = dict(base_batch_size=256)
+
+# the checkpoint must cover the backbone (StrictPretrainedHook, before the
+# first iteration): only the pooled-feature norm ln2 starts from its init;
+# the encoder's final norm ln1 is not used with global pooling
+custom_hooks = [
+    dict(type='mlmask_mm.StrictPretrainedHook',
+         new_params=[r'ln2\.(weight|bias)'],
+         ignored_keys=[r'ln1\.(weight|bias)'])
+]

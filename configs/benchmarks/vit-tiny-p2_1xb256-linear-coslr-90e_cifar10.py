@@ -49,3 +49,7 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='LARS', lr=0.1, weight_decay=0.0, momentum=0.9))
 auto_scale_lr = dict(base_batch_size=256)
+
+# the checkpoint must cover the (frozen) backbone whole: StrictPretrainedHook
+# stops before the first iteration otherwise
+custom_hooks = [dict(type='mlmask_mm.StrictPretrainedHook')]

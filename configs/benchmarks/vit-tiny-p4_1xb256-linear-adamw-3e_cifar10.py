@@ -8,7 +8,7 @@
 # ended at the chance loss 2.31 on the study's MAE checkpoint).  Not the
 # papers' protocol: numbers from it compare configs with each other only.
 #   python tools/train.py configs/benchmarks/vit-tiny-p4_1xb256-linear-adamw-3e_cifar10.py \
-#       --cfg-options model.backbone.init_cfg.checkpoint=BACKBONE.pth
+#       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/PRETRAIN/iter_N.pth
 _base_ = ['./vit-tiny-p2_1xb256-linear-coslr-90e_cifar10.py']
 max_epochs = 3
 model = dict(backbone=dict(patch_size=4))

@@ -19,7 +19,9 @@ the keys when
   tables the backbones interpolate when loading (``pos_embed``, relative
   position tables).
 
-The parameters that start from their init are logged.  Nothing is checked
+The parameters that start from their init are logged.  A module without
+``init_cfg`` (training from scratch, chosen) is logged, not refused; a
+``Pretrained`` init without a checkpoint is refused.  Nothing is checked
 when the runner has resumed or loaded ``load_from`` (those weights replace
 the init).
 """
@@ -153,12 +155,17 @@ class StrictPretrainedHook(Hook):
             raise AttributeError(
                 f'StrictPretrainedHook: the model has no {self.module!r}')
         init = getattr(module, 'init_cfg', None)
+        if init is None:
+            runner.logger.info(
+                f'StrictPretrainedHook: model.{self.module} has no init_cfg: '
+                'it trains from its random initialisation')
+            return
         if not (isinstance(init, dict) and init.get('type') == 'Pretrained'
                 and init.get('checkpoint')):
             raise PretrainedMismatchError(
                 f'StrictPretrainedHook: model.{self.module} has no '
                 f'Pretrained init with a checkpoint (init_cfg={init}): set '
-                'the checkpoint, or remove the hook to train from scratch')
+                'the checkpoint, or init_cfg=None to train from scratch')
         at_init = check_pretrained(
             module, init['checkpoint'], init.get('prefix'), self.new_params,
             self.ignored_keys, self.module)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 import torch
@@ -469,3 +470,99 @@ class WaitForSignalForTest(Hook):
                 time.time() < deadline:
             time.sleep(0.05)
 '''
+
+
+# ============================================================ two ranks
+_DIST_CASES = [  # (method, signal, iteration), the signal to rank 1 only
+    ('mae', 'SIGUSR1', 3),
+    ('cl_mae', 'SIGTERM', 3),
+    ('sg_mae_before', 'SIGUSR1', 3),
+    ('sg_mae_after', 'SIGTERM', 3),
+    ('sg_mae_generation', 'SIGUSR1', 2),  # in rank 1's generation batch
+    ('mlo_mae', 'SIGUSR1', 3),
+]
+
+
+def _dist_worker(rank, world_size, init_file, tmp):
+    """Each case on 2 gloo processes: uninterrupted, stopped by a signal to
+    rank 1, resumed; rank 0 compares the final checkpoints."""
+    import datetime
+    import pathlib
+
+    import torch.distributed as dist
+    from mlmask_mm.models.algorithms import SelfGuidedMAE
+    torch.set_num_threads(1)
+    os.environ.update(LOCAL_RANK=str(rank), RANK=str(rank),
+                      WORLD_SIZE=str(world_size))
+    Config.pretty_text = property(lambda self: repr(self._cfg_dict))
+    import mmengine.runner.loops as loops  # no 2 s sleep at epoch ends
+    loops.time = types.SimpleNamespace(sleep=lambda s: None)
+    dist.init_process_group('gloo', init_method=f'file://{init_file}',
+                            rank=rank, world_size=world_size,
+                            timeout=datetime.timedelta(seconds=120))
+    tmp = pathlib.Path(tmp)
+    real = SelfGuidedMAE.image_relevance
+    try:
+        for method, signame, at in _DIST_CASES:
+            config = 'sg_mae_after' if method == 'sg_mae_generation' \
+                else method
+
+            def cfg(work, resume=False):
+                c = (resume_config if resume else method_config)(
+                    config, tmp, f'{method}_{work}')
+                c.launcher = 'pytorch'
+                return c
+
+            build(cfg('full')).train()
+            hooks = []
+            signum = getattr(signal, signame)
+            if method == 'sg_mae_generation':
+                def relevance(self, inputs, *args, **kwargs):
+                    if rank == 1:
+                        os.kill(os.getpid(), signum)
+                    return real(self, inputs, *args, **kwargs)
+                SelfGuidedMAE.image_relevance = relevance
+            else:
+                hooks = [SignalAt(at, signum, rank=1)]
+            runner = build(cfg('stopped'), hooks)
+            try:
+                runner.train()
+                stopped = None
+            except TrainingStopped as stop:
+                stopped = (stop.code, runner.iter + 1, stop.checkpoint)
+            SelfGuidedMAE.image_relevance = real
+            with open(tmp / f'{method}.rank{rank}', 'w') as f:
+                f.write(repr(stopped))
+            dist.barrier()  # rank 0 has written the marker
+            build(cfg('stopped', resume=True)).train()
+            dist.barrier()
+    finally:
+        SelfGuidedMAE.image_relevance = real
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_ranks_stop_together_and_resume_bit_exact(tmp_path):
+    """A signal to rank 1 only stops both ranks after the same iteration
+    (one checkpoint of both ranks' state, exit status 75 on each), for every
+    method and in Self-Guided's generation pass; the resumed 2-rank run
+    ends with the uninterrupted one's tensors."""
+    import torch.multiprocessing as mp
+    for method in ('mae', 'mlo_mae'):  # the image folders
+        method_config(method, tmp_path, 'unused')
+    mp.spawn(_dist_worker, args=(2, str(tmp_path / 'init'), str(tmp_path)),
+             nprocs=2, join=True)
+    for method, signame, at in _DIST_CASES:
+        ckpt = str(tmp_path / f'{method}_stopped' / f'iter_{at}.pth')
+        for rank in (0, 1):
+            with open(tmp_path / f'{method}.rank{rank}') as f:
+                assert eval(f.read()) == (EXIT_CODE, at, ckpt), method
+        saved = torch.load(ckpt, weights_only=True)
+        assert saved['meta']['iter'] == at
+        states = saved['rng_state']['states']  # both ranks' generators
+        assert len(states) == 2 and None not in states
+        if method == 'sg_mae_generation':  # the pass was stopped
+            assert 'sg_state.cache_filled' not in saved['state_dict']
+        assert_same_tensors(
+            str(tmp_path / f'{method}_full' / f'iter_{N}.pth'),
+            str(tmp_path / f'{method}_stopped' / f'iter_{N}.pth'))

@@ -323,3 +323,25 @@ def test_command_line_names_dropped_keys_and_new_parameters(
     out = capsys.readouterr().out
     assert 'backbone keys dropped: ln1.bias, ln1.weight' in out
     assert r'layers\.\d+\.gamma_[12]' in out
+
+
+def test_vitdet_block_drops_the_attention_branch_per_sample():
+    """Stochastic depth on the attention branch (detectron2 Block): with the
+    MLP's own drop path off, some samples keep x + Attn / keep_prob and
+    others x alone."""
+    from mlmask_mm.models.backbones.vitdet import ViTDetLayer
+    layer = ViTDetLayer(embed_dims=8, num_heads=2, feedforward_channels=16,
+                        drop_path_rate=0.5, window_size=0,
+                        input_size=(2, 2), use_rel_pos=False)
+    layer.train()
+    layer.ffn.dropout_layer = torch.nn.Identity()
+    layer.attn.forward = lambda x: torch.ones_like(x)
+    torch.manual_seed(0)
+    out = layer(torch.zeros(64, 2, 2, 8))
+    zeros, twos = torch.zeros(1, 2, 2, 8), torch.full((1, 2, 2, 8), 2.0)
+    dropped = layer.ffn(layer.ln2(zeros), identity=zeros)
+    kept = layer.ffn(layer.ln2(twos), identity=twos)  # 1 / keep_prob 0.5
+    is_dropped = torch.isclose(out, dropped).flatten(1).all(1)
+    is_kept = torch.isclose(out, kept).flatten(1).all(1)
+    assert (is_dropped | is_kept).all()
+    assert is_dropped.any() and is_kept.any()

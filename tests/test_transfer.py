@@ -440,3 +440,36 @@ def test_strict_check_refuses_wrong_checkpoints(pretrained, tmp_path):
     # without the list of new parameters, the right file is refused too
     with pytest.raises(PretrainedMismatchError, match='gamma_1'):
         check_pretrained(model, pretrained['mmseg-mae'])
+
+
+@pytest.mark.parametrize('config', [
+    'vit-base-p16_8xb128-coslr-100e_in1k.py',
+    'vit-tiny-p2_1xb256-coslr-100e_cifar10.py',
+    'vit-base-p16_8xb2048-linear-coslr-90e_in1k.py',
+    'vit-tiny-p2_1xb256-linear-coslr-90e_cifar10.py'])
+def test_fine_tune_and_linear_configs_load_strictly(pretrained, tmp_path,
+                                                    config):
+    """The pretraining checkpoint (prefix backbone.) covers the classifier's
+    backbone: only the pooled-feature norm of the fine-tune configs starts
+    from its init; a backbone-only file (no prefix) is refused."""
+    from mmengine.registry import init_default_scope
+    from mlmask_mm.engine.hooks.strict_pretrained_hook import (
+        PretrainedMismatchError, check_pretrained)
+    from mlmask_mm.registry import MODELS
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'benchmarks', config))
+    (hook, ) = [h for h in cfg.custom_hooks
+                if h.type.endswith('StrictPretrainedHook')]
+    bb = cfg.model.backbone
+    bb.update(arch=dict(TINY_ARCH), img_size=32, patch_size=PATCH)
+    if bb.get('frozen_stages'):
+        bb.frozen_stages = N
+    init_default_scope('mlmask_mm')
+    backbone = MODELS.build(bb)
+    args = (hook.get('new_params', ()), hook.get('ignored_keys', ()))
+    at_init = check_pretrained(backbone, pretrained['pretrain'],
+                               bb.init_cfg.prefix, *args)
+    pooled = bb.out_type == 'avg_featmap'
+    assert set(at_init) == ({'ln2.weight', 'ln2.bias'} if pooled else set())
+    with pytest.raises(PretrainedMismatchError, match="prefix 'backbone.'"):
+        check_pretrained(backbone, pretrained['vitdet'], bb.init_cfg.prefix,
+                         *args)

@@ -18,7 +18,8 @@ import torch
 from mmengine.config import Config
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
+from mmengine.runner import EpochBasedTrainLoop, Runner
+from mmengine.runner.base_loop import BaseLoop
 
 from conftest import REPO, make_image_folder, tiny_config
 from mlmask_mm.engine.config_checks import prepare_config
@@ -26,6 +27,7 @@ from mlmask_mm.engine.hooks import preemption_hook
 from mlmask_mm.engine.hooks.preemption_hook import (EXIT_CODE, MARKER,
                                                     PreemptionHook,
                                                     TrainingStopped)
+from mlmask_mm.registry import LOOPS
 from mlmask_mm.utils import checkpoint_files
 from mlmask_mm.utils.checkpoint_files import (DiskFullError,
                                               checkpoint_problem,
@@ -211,6 +213,75 @@ def test_signal_stops_with_a_checkpoint_and_resume_is_bit_exact(
 
 
 # ===================================================== long phases, saving
+@LOOPS.register_module(force=True)
+class RandomValLoopForTest(BaseLoop):
+    """A validation as the train loops see it: its hooks, a random draw
+    (as ``iter(DataLoader)`` makes), and a signal in it after the
+    iteration (epoch) ``signal_after`` if asked."""
+
+    def __init__(self, runner, dataloader, evaluator, signal_after=None):
+        super().__init__(runner, dataloader)
+        self.signal_after = signal_after
+
+    def run(self):
+        self.runner.call_hook('before_val')
+        self.runner.call_hook('before_val_epoch')
+        torch.rand(1)
+        loop = self.runner.train_loop
+        done = loop.epoch if isinstance(loop, EpochBasedTrainLoop) \
+            else loop.iter
+        if done == self.signal_after:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        self.runner.call_hook('after_val_epoch', metrics={})
+        self.runner.call_hook('after_val')
+        return {}
+
+
+@pytest.mark.parametrize('method,signal_in,after,expected', [
+    ('mae', 'val', 3, 'iter_3.pth'),           # during the validation
+    ('mae', 'iteration', 3, 'iter_3.pth'),     # before a validation is due
+    ('mae_epochs', 'val', 1, 'epoch_1.pth'),
+    ('mae_epochs', 'iteration', 2, 'epoch_1.pth'),  # an epoch's last
+])
+def test_validation_is_finished_then_the_run_stops(
+        tmp_path, method, signal_in, after, expected):
+    """Training validates after every iteration (epoch); a signal during a
+    validation, or during an iteration a validation follows, stops the run
+    after that validation (finished), with a checkpoint of the state after
+    it; the resumed run ends bit-exact."""
+    def cfg(work, signal_after=None):
+        c = method_config(method, tmp_path, work)
+        c.val_dataloader = c.train_dataloader
+        c.val_evaluator = dict(type='Accuracy')
+        c.val_cfg = dict(type='RandomValLoopForTest',
+                         signal_after=signal_after)
+        c.train_cfg.val_interval = 1
+        return c
+
+    build(cfg('full')).train()
+    hooks = [SignalAt(after, signal.SIGUSR1)] if signal_in == 'iteration' \
+        else []
+    stopped = build(cfg('stopped', after if signal_in == 'val' else None),
+                    hooks)
+    with pytest.raises(TrainingStopped, match='after the validation after '):
+        stopped.train()
+    ckpt = str(tmp_path / 'stopped' / expected)
+    assert stopped.iter == (3 if method == 'mae' else 2)
+    assert stop_checkpoint(tmp_path / 'stopped') == ckpt
+    c = cfg('stopped')
+    c.resume, c.load_from = True, None
+    resolve_resume(c)
+    assert c.load_from == ckpt
+    build(c).train()
+    assert_same_tensors(str(tmp_path / 'full' / final(method)),
+                        str(tmp_path / 'stopped' / final(method)))
+
+
+def stop_checkpoint(work):
+    with open(work / MARKER) as f:
+        return f.read()
+
+
 def test_signal_during_self_guided_generation_stops_the_pass(
         tmp_path, monkeypatch):
     """The switch at 2 starts the generation pass (4 batches of 2 of the

@@ -15,7 +15,7 @@ from typing import Dict, Optional, Sequence
 import torch
 from mmengine.dist import all_reduce, barrier, get_dist_info
 from mmengine.hooks import CheckpointHook, Hook
-from mmengine.runner import EpochBasedTrainLoop
+from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from mlmask_mm.registry import HOOKS
 from mlmask_mm.utils.checkpoint_files import atomic_write
@@ -124,6 +124,14 @@ def _agree(flag: bool, device) -> bool:
     return bool(t.item())
 
 
+def _val_due(runner, done: int, interval: int, last: int) -> bool:
+    """Whether mmengine's train loop validates after ``done`` iterations
+    (epochs), as its ``run`` decides."""
+    loop = runner.train_loop
+    return runner.val_loop is not None and done >= loop.val_begin and (
+        done % interval == 0 or done == last)
+
+
 def stop_agreed(runner) -> bool:
     """For long phases (Self-Guided's generation pass): whether any rank
     received a stop signal.  A collective when a :class:`PreemptionHook` is
@@ -185,14 +193,16 @@ class PreemptionHook(Hook):
             self.signums.append(signum)
         self.enabled, self.requeue = enabled, requeue
         self._installed = False
-        self._resume_in_epoch = None
+        self._pending = False  # agreed; stop after the validation / epoch
         if enabled:
             # now, before the train loop forks dataloader workers: they
             # inherit the handler, which ignores signals in them
             self._installed = _SIGNALS.install(self.signums)
 
     # -------------------------------------------------------- lifecycle
-    def before_run(self, runner) -> None:
+    def before_train(self, runner) -> None:
+        # active during training only: validation / test runs and the set-up
+        # before training keep the signals' previous behaviour
         if not self.enabled:
             return
         if not self._installed:
@@ -204,16 +214,7 @@ class PreemptionHook(Hook):
                 'checkpoint')
             return
         _SIGNALS.active, _SIGNALS.received = self, []
-
-    def after_run(self, runner) -> None:
-        if _SIGNALS.active is self:
-            _SIGNALS.active, _SIGNALS.received = None, []
-            _SIGNALS.uninstall()
-            self._installed = False
-
-    def before_train(self, runner) -> None:
-        if _SIGNALS.active is not self:
-            return
+        self._pending = False
         if runner.rank == 0:  # this run consumed the marker
             marker = osp.join(runner.work_dir, MARKER)
             if osp.exists(marker):
@@ -224,44 +225,96 @@ class PreemptionHook(Hook):
             if 0 < done < len(loop.dataloader):
                 loop.dataloader = _ResumeInsideEpoch(loop, done)
 
+    def after_train(self, runner) -> None:
+        if _SIGNALS.active is self:
+            _SIGNALS.active, _SIGNALS.received = None, []
+            _SIGNALS.uninstall()
+            self._installed = False
+
+    after_run = after_train
+
     # --------------------------------------------------------- stopping
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
-        if _SIGNALS.active is self and \
-                _agree(stop_requested(), _device(runner)):
-            if runner.iter + 1 >= runner.max_iters:
-                runner.logger.warning(
-                    'PreemptionHook: stop signal at the last iteration: '
-                    'finishing the run')
-                _SIGNALS.received = []
-                return
-            self._stop(runner, by_epoch=False)
+        if _SIGNALS.active is not self or \
+                not _agree(stop_requested(), _device(runner)):
+            return
+        loop, done = runner.train_loop, runner.iter + 1
+        if done >= runner.max_iters:
+            runner.logger.warning('PreemptionHook: stop signal at the last '
+                                  'iteration: finishing the run')
+            _SIGNALS.received = []
+        elif isinstance(loop, EpochBasedTrainLoop) and \
+                done % len(loop.dataloader) == 0:
+            self._pending = True  # the epoch's end: after_train_epoch
+        elif isinstance(loop, IterBasedTrainLoop) and _val_due(
+                runner, done, loop.val_interval, runner.max_iters):
+            self._pending = True  # after the validation that follows
+        else:
+            self._stop(runner, 'iter')
 
     def after_train_epoch(self, runner) -> None:
         # e.g. a signal during Self-Guided's check after an epoch; the
         # iteration loops call this only once, at the end
-        if _SIGNALS.active is self and \
-                isinstance(runner.train_loop, EpochBasedTrainLoop) and \
-                runner.epoch + 1 < runner.max_epochs and \
-                _agree(stop_requested(), _device(runner)):
-            self._stop(runner, by_epoch=True)
+        if _SIGNALS.active is not self or \
+                not isinstance(runner.train_loop, EpochBasedTrainLoop):
+            return
+        if not (self._pending or
+                _agree(stop_requested(), _device(runner))):
+            return
+        done = runner.epoch + 1
+        if done >= runner.max_epochs:
+            runner.logger.warning('PreemptionHook: stop signal in the last '
+                                  'epoch: finishing the run')
+            _SIGNALS.received, self._pending = [], False
+        elif _val_due(runner, done, runner.train_loop.val_interval,
+                      runner.max_epochs):
+            self._pending = True
+        else:
+            self._stop(runner, 'epoch')
 
-    def _stop(self, runner, by_epoch: bool) -> None:
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        # mmengine's loops validate after an iteration's / epoch's hooks; a
+        # validation is finished, then training stops (MLO-MAE's stage-II
+        # evaluation runs inside its iteration, which stops at its end)
+        if _SIGNALS.active is not self or not isinstance(
+                runner.train_loop, (IterBasedTrainLoop, EpochBasedTrainLoop)):
+            return
+        loop = runner.train_loop
+        if loop.iter >= loop.max_iters:
+            return  # the final validation: training is over
+        if self._pending or _agree(stop_requested(), _device(runner)):
+            self._stop(runner, 'val')
+
+    def _stop(self, runner, at: str) -> None:
+        """Save the state of this point (``at``: after an ``'iter'``ation,
+        an ``'epoch'`` or a ``'val'``idation), then raise."""
         names = sorted({signal.Signals(s).name for s in _SIGNALS.received})
         got = (f'{"/".join(names)} received' if names else
                'a stop signal received by another process')
-        if by_epoch:
+        epoch_loop = isinstance(runner.train_loop, EpochBasedTrainLoop)
+        meta, saved = None, False
+        if at == 'iter':
+            where, by_epoch = f'iteration {runner.iter + 1}', False
+            name = f'iter_{runner.iter + 1}.pth'
+            saved = checkpoint_due(runner, False)
+        elif at == 'epoch':
             where = f'epoch {runner.epoch + 1} (iteration {runner.iter})'
-        else:
-            where = f'iteration {runner.iter + 1}'
+            by_epoch, name = True, f'epoch_{runner.epoch + 1}.pth'
+            saved = checkpoint_due(runner, True)
+        else:  # the counters are those after the validated iteration/epoch
+            by_epoch = epoch_loop
+            unit, step = ('epoch', runner.epoch) if epoch_loop else \
+                ('iteration', runner.iter)
+            where = f'the validation after {unit} {step}'
+            name = f'{"epoch" if epoch_loop else "iter"}_{step}.pth'
+            meta = dict(epoch=runner.epoch, iter=runner.iter)
         runner.logger.warning(
             f'PreemptionHook: {got}; stopping after {where}, saving')
-        ckpt_hook = next((h for h in runner.hooks
-                          if isinstance(h, CheckpointHook)), None)
-        if checkpoint_due(runner, by_epoch):  # CheckpointHook saved it
+        if saved:  # CheckpointHook has just written it
             path = runner.message_hub.get_info('last_ckpt')
         else:
-            path = self._save(runner, ckpt_hook, by_epoch)
+            path = self._save(runner, name, by_epoch, meta)
         barrier()  # the file is complete before any rank leaves
         if runner.rank == 0:
             atomic_write(str(path), osp.join(runner.work_dir, MARKER), 'w')
@@ -274,11 +327,13 @@ class PreemptionHook(Hook):
         runner.logger.warning(message)
         raise TrainingStopped(message, path)
 
-    def _save(self, runner, ckpt_hook, by_epoch: bool) -> str:
+    def _save(self, runner, name: str, by_epoch: bool, meta) -> str:
         from mlmask_mm.engine.hooks.rng_state_hook import RNGStateHook
         for hook in runner.hooks:  # every rank's generators (a collective)
             if isinstance(hook, RNGStateHook):
                 hook.gather(runner)
+        ckpt_hook = next((h for h in runner.hooks
+                          if isinstance(h, CheckpointHook)), None)
         if ckpt_hook is not None:
             out_dir = ckpt_hook.out_dir
             backend_args = ckpt_hook.backend_args
@@ -288,13 +343,9 @@ class PreemptionHook(Hook):
         else:
             out_dir, kwargs = runner.work_dir, {}
             backend_args = dict(backend='local_atomic')
-        if by_epoch:
-            name = f'epoch_{runner.epoch + 1}.pth'
-        else:
-            name = f'iter_{runner.iter + 1}.pth'
         path = osp.join(out_dir, name) if '://' not in str(out_dir) \
             else f'{out_dir}/{name}'
-        runner.save_checkpoint(out_dir, name, by_epoch=by_epoch,
+        runner.save_checkpoint(out_dir, name, meta=meta, by_epoch=by_epoch,
                                backend_args=backend_args, **kwargs)
         if runner.rank == 0:
             runner.message_hub.update_info('last_ckpt', path)

@@ -1,6 +1,8 @@
-# Commands for users (see README.md):
-#   make demo   venv + pinned stack + a small MAE pretraining run on the embedded data
-#   make test   the same, plus full mmcv (built once, cached), then the test suite
+# Commands for users (see README.md; other commands run inside .venv:
+# `source .venv/bin/activate`):
+#   make demo          venv + pinned stack + a small MAE pretraining run on the embedded data
+#   make install-full  the same stack + full mmcv (built once, cached), mmseg, mmdet
+#   make test          make install-full, then the test suite
 #   make demo-cl-mae   venv + the CL-MAE demo run (learned masks, curriculum)
 PYTHON ?= python3
 VENV   ?= .venv

@@ -12,8 +12,19 @@ stay visible (``ids_keep``), how to undo the shuffle (``ids_restore``), the
 binary ``mask`` (1 = masked, as in MAE) and, for strategies that learn from
 them, per-patch ``scores``.
 
-A masker only decides the mask.  What trains a learned masker (a loop, a hook,
-an extra optimizer step) lives in :mod:`mlmask_mm.engine`.
+A masker only decides the mask.  A masker with parameters of its own is
+trained by its *algorithm*, a :class:`~mlmask_mm.models.algorithms.MaskedMAE`
+subclass, not by a hook or a loop: the algorithm declares its optimizer parts
+(``optim_parts = dict(masker=('masker', ))``, ``default_optim_part = 'mae'``;
+``optim_wrapper=dict(constructor='PartsOptimWrapperConstructor', mae=...,
+masker=...)`` builds one optimizer per part) and takes every step in its
+``train_step`` (``CLMAE``; MLO-MAE's three levels: ``MLOMAE.outer_step``,
+which ``MLOTrainLoop`` feeds with data).  Under
+:class:`~mlmask_mm.engine.parts.PartsDataParallel`, which does not
+synchronise gradients, the algorithm averages them over the processes with
+:func:`~mlmask_mm.utils.dist.average_over_ranks` before each optimizer step;
+the wrapper stops a run whose processes' parameters differ (README, "Adding
+a masker").
 """
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass

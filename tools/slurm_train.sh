@@ -6,6 +6,22 @@
 #
 # Environment: GPUS (total, default 8), GPUS_PER_NODE (8), CPUS_PER_TASK
 # (5), SRUN_ARGS (more srun options), PYTHON (default: python).
+#
+# Time limits and preemption (PreemptionHook, docs/fail_safe.md): on SIGTERM
+# or SIGUSR1 every rank stops after the current iteration, its checkpoint is
+# saved and the tasks exit with status 75; running this command again with
+# the same WORK_DIR resumes from it.  Ask for the warning signal with
+#
+#   SRUN_ARGS="--signal=USR1@120" tools/slurm_train.sh ...
+#
+# (SIGUSR1 to every task 120 s before the time limit).  To be requeued, run
+# srun from a batch script instead, with
+#
+#   #SBATCH --signal=USR1@120
+#   #SBATCH --requeue
+#
+# and --cfg-options default_hooks.preemption.requeue=True (rank 0 then runs
+# scontrol requeue $SLURM_JOB_ID once the checkpoint is written).
 set -e
 
 if [ $# -lt 4 ]; then

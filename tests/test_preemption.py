@@ -388,6 +388,14 @@ def test_forked_children_ignore_the_signals_and_bad_settings(tmp_path):
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert not preemption_hook.stop_requested()  # the trainer saw none
+    preemption_hook._SIGNALS.active = None  # not training: still ignored
+    pid = os.fork()
+    if pid == 0:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     with pytest.raises(ValueError, match="'SIGKILL' is not a signal"):
         PreemptionHook(signals=('SIGTERM', 'SIGKILL'))
     with pytest.raises(ValueError, match="'USR1' is not a signal"):
@@ -427,16 +435,23 @@ class FillDisk(Hook):
                 f.write(b'\0' * (st.f_bavail * st.f_frsize - self.leave))
 
 
+@pytest.mark.parametrize('stop', [False, True])
 def test_full_disk_keeps_the_previous_checkpoint_then_resumes(
-        tmp_path, small_disk):
+        tmp_path, small_disk, stop):
+    """The disk is full after iteration 2's checkpoint; the next one (the
+    regular one of iteration 4, or the stop's of iteration 3) fails."""
     cfg = method_config('mae', tmp_path, 'unused')
     cfg.work_dir = str(small_disk / 'work')
     filler = str(small_disk / 'filler')
-    runner = build(cfg, [FillDisk(2, filler, 64 * 1024)])
+    hooks = [FillDisk(2, filler, 64 * 1024)]
+    if stop:
+        hooks.append(SignalAt(3, signal.SIGTERM))
+    runner = build(cfg, hooks)
     with pytest.raises(DiskFullError) as err:
         runner.train()
     work = small_disk / 'work'
-    ckpt4, ckpt2 = str(work / 'iter_4.pth'), str(work / 'iter_2.pth')
+    ckpt4 = str(work / ('iter_3.pth' if stop else 'iter_4.pth'))
+    ckpt2 = str(work / 'iter_2.pth')
     size = osp.getsize(ckpt2)
     assert size > 128 * 1024  # does not fit
     msg = str(err.value)

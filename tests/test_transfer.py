@@ -473,3 +473,40 @@ def test_fine_tune_and_linear_configs_load_strictly(pretrained, tmp_path,
     with pytest.raises(PretrainedMismatchError, match="prefix 'backbone.'"):
         check_pretrained(backbone, pretrained['vitdet'], bb.init_cfg.prefix,
                          *args)
+
+
+@pytest.mark.slow
+@pytest.mark.needs_mmseg
+@pytest.mark.needs_mmdet
+def test_full_size_backbones_are_covered_by_a_converted_vit_b(tmp_path):
+    """No shrinking: the ViT-B of configs/mae's ImageNet pretraining config
+    (random weights), converted, covers the backbone of each transfer
+    config at its real size, with exactly the listed new parameters."""
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS as DET_MODELS
+    from mmseg.registry import MODELS as SEG_MODELS
+
+    import mlmask_mm.transfer.mmdet_components  # noqa: F401
+    from mlmask_mm.engine.hooks.strict_pretrained_hook import \
+        check_pretrained
+    from mlmask_mm.registry import MODELS
+    init_default_scope('mlmask_mm')
+    pre = Config.fromfile(osp.join(
+        REPO, 'configs', 'mae', 'mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'))
+    src = str(tmp_path / 'pretrain.pth')
+    torch.save({'state_dict': MODELS.build(pre.model).state_dict()}, src)
+    for config, target, registry in ((SEG, 'mmseg-mae', SEG_MODELS),
+                                     (SEG_FT, 'mmseg-mae', SEG_MODELS),
+                                     (DET, 'vitdet', DET_MODELS)):
+        init_default_scope(registry.scope)  # ('MAE' is also mmpretrain's)
+        cfg = Config.fromfile(config)
+        dst = str(tmp_path / f'{target}.pth')
+        convert_checkpoint(src, dst, target=target)
+        bb = cfg.model.backbone.copy()
+        bb.pop('init_cfg', None)
+        backbone = registry.build(bb)
+        (hook, ) = cfg.custom_hooks
+        at_init = check_pretrained(backbone, dst, None, hook.new_params)
+        new = MMSEG_MAE_NEW if target == 'mmseg-mae' else VITDET_NEW
+        assert set(at_init) == {f'layers.{i}.{p}' for i in range(12)
+                                for p in new}, config

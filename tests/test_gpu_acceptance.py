@@ -45,8 +45,10 @@ def test_trains_converts_and_skips_gpu_steps(report):
     assert train['status'] == 'ok'
     assert train['last_log']['loss'] > 0
     assert osp.exists(train['checkpoint'])
-    assert steps['convert']['status'] == 'ok'
-    assert osp.exists(out / 'backbone.pth')
+    for step, target in (('convert', 'mmseg-mae'),
+                         ('convert_vitdet', 'vitdet')):
+        assert steps[step]['status'] == 'ok'
+        assert osp.exists(out / f'backbone_{target}.pth')
     assert steps['benchmark']['reason'] == '--skip'
     for name in ('dist_train', 'transfer_upernet', 'transfer_mask_rcnn'):
         assert steps[name]['status'] == 'skipped'

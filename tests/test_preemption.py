@@ -374,6 +374,16 @@ def test_previous_handler_is_chained_and_the_switch_turns_it_off(
     assert not osp.exists(tmp_path / 'off' / MARKER)
 
 
+def test_a_signal_in_the_last_iteration_lets_the_run_finish(tmp_path):
+    runner = build(method_config('mae', tmp_path, 'work'),
+                   [SignalAt(N, signal.SIGTERM)])
+    runner.train()
+    assert runner.iter == N
+    assert checkpoint_problem(str(tmp_path / 'work' / f'iter_{N}.pth')) \
+        is None
+    assert not osp.exists(tmp_path / 'work' / MARKER)
+
+
 def test_forked_children_ignore_the_signals_and_bad_settings(tmp_path):
     hook = PreemptionHook()
     # as during training
@@ -507,9 +517,7 @@ def test_tools_train_under_a_signal_to_every_process_then_same_command(
     while not osp.exists(tmp_path / 'ready') and proc.poll() is None \
             and time.time() < deadline:
         time.sleep(0.2)
-    workers = [p for p in os.listdir('/proc') if p.isdigit()
-               and os.getpgid(int(p)) == proc.pid] \
-        if proc.poll() is None else []
+    workers = group_members(proc.pid) if proc.poll() is None else []
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGUSR1)
     output = proc.communicate(timeout=240)[0]
@@ -527,6 +535,18 @@ def test_tools_train_under_a_signal_to_every_process_then_same_command(
     assert 'stopped by a signal; resuming it' in output
     assert 'resumed epoch: 0, iter: 3' in output
     assert checkpoint_problem(str(work / f'iter_{N}.pth')) is None
+
+
+def group_members(pgid: int) -> list:
+    """The processes of a process group."""
+    found = []
+    for pid in os.listdir('/proc'):
+        try:
+            if pid.isdigit() and os.getpgid(int(pid)) == pgid:
+                found.append(int(pid))
+        except ProcessLookupError:  # ended meanwhile
+            pass
+    return found
 
 
 _PRETTY_TEXT = Config.pretty_text  # the real one, for config files

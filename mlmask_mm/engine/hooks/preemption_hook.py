@@ -192,12 +192,11 @@ class PreemptionHook(Hook):
                     'SIGUSR1)')
             self.signums.append(signum)
         self.enabled, self.requeue = enabled, requeue
-        self._installed = False
         self._pending = False  # agreed; stop after the validation / epoch
         if enabled:
             # now, before the train loop forks dataloader workers: they
             # inherit the handler, which ignores signals in them
-            self._installed = _SIGNALS.install(self.signums)
+            _SIGNALS.install(self.signums)
 
     # -------------------------------------------------------- lifecycle
     def before_train(self, runner) -> None:
@@ -205,9 +204,8 @@ class PreemptionHook(Hook):
         # before training keep the signals' previous behaviour
         if not self.enabled:
             return
-        if not self._installed:
-            self._installed = _SIGNALS.install(self.signums)
-        if not self._installed:
+        # again: another runner's hook may have uninstalled it since
+        if not _SIGNALS.install(self.signums):
             runner.logger.warning(
                 'PreemptionHook: not on the main thread, signals cannot be '
                 'handled: a SIGTERM / SIGUSR1 ends the run without a '
@@ -229,7 +227,6 @@ class PreemptionHook(Hook):
         if _SIGNALS.active is self:
             _SIGNALS.active, _SIGNALS.received = None, []
             _SIGNALS.uninstall()
-            self._installed = False
 
     after_run = after_train
 

@@ -374,6 +374,17 @@ def test_previous_handler_is_chained_and_the_switch_turns_it_off(
     assert not osp.exists(tmp_path / 'off' / MARKER)
 
 
+def test_runners_built_before_another_one_trained_still_stop(tmp_path):
+    """The first runner's training restores the previous handlers at its
+    end; the second, built before, installs its own again."""
+    first = build(method_config('mae', tmp_path, 'first'))
+    second = build(method_config('mae', tmp_path, 'second'),
+                   [SignalAt(2, signal.SIGUSR1)])
+    first.train()
+    with pytest.raises(TrainingStopped, match='after iteration 2'):
+        second.train()
+
+
 def test_a_signal_in_the_last_iteration_lets_the_run_finish(tmp_path):
     runner = build(method_config('mae', tmp_path, 'work'),
                    [SignalAt(N, signal.SIGTERM)])

@@ -111,12 +111,18 @@ def method_config(method, tmp_path, work):
     if not osp.isdir(root):
         make_image_folder(root, per_class=4)  # 8 images: 2 batches/epoch
     work = str(tmp_path / work)
-    if method == 'mlo_mae':
+    if method.startswith('mlo_mae'):
         from test_mlo_loop import IMG, mlo_config
         labelled = str(tmp_path / 'labelled')
+        heldout = None
         if not osp.isdir(labelled):
             make_image_folder(labelled, per_class=5, size=IMG, seed=1)
-        cfg = mlo_config(root, labelled, work, max_iters=N, n=2)
+        if method == 'mlo_mae_stage2':  # evaluated after iterations 2, 4, 5
+            heldout = str(tmp_path / 'heldout')
+            if not osp.isdir(heldout):
+                make_image_folder(heldout, per_class=3, size=IMG, seed=9)
+        cfg = mlo_config(root, labelled, work, max_iters=N, n=2,
+                         stage2_root=heldout)
     elif method == 'cl_mae':
         from test_cl_mae import cl_config
         cfg = cl_config(root, work, max_iters=N)
@@ -317,6 +323,40 @@ def test_signal_during_self_guided_generation_stops_the_pass(
     monkeypatch.setattr(SelfGuidedMAE, 'image_relevance', real)
     resumed = build(resume_config('sg_mae_after', tmp_path, 'stopped'))
     resumed.train()
+    assert_same_tensors(str(tmp_path / 'full' / f'iter_{N}.pth'),
+                        str(tmp_path / 'stopped' / f'iter_{N}.pth'))
+
+
+def test_signal_during_mlo_stage2_evaluation_finishes_it(tmp_path,
+                                                        monkeypatch):
+    """A SIGTERM during MLO-MAE's stage-II evaluation after iteration 2:
+    the evaluation is finished and recorded, the run stops at the end of
+    that iteration, the resumed run ends bit-exact."""
+    from mlmask_mm.models.algorithms import MLOMAE
+    full = build(method_config('mlo_mae_stage2', tmp_path, 'full'))
+    full.train()
+
+    real = MLOMAE.predict
+    calls = []
+
+    def predict(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MLOMAE, 'predict', predict)
+    stopped = build(method_config('mlo_mae_stage2', tmp_path, 'stopped'))
+    with pytest.raises(TrainingStopped, match='after iteration 2 '):
+        stopped.train()
+    assert len(calls) == 2  # both batches of the 6 held-out images
+    ckpt = torch.load(str(tmp_path / 'stopped' / 'iter_2.pth'),
+                      weights_only=True)
+    history = ckpt['message_hub']['runtime_info']['mlo_stage2']
+    assert [h['iter'] for h in history] == [2]
+
+    monkeypatch.setattr(MLOMAE, 'predict', real)
+    build(resume_config('mlo_mae_stage2', tmp_path, 'stopped')).train()
     assert_same_tensors(str(tmp_path / 'full' / f'iter_{N}.pth'),
                         str(tmp_path / 'stopped' / f'iter_{N}.pth'))
 

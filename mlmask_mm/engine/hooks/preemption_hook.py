@@ -149,9 +149,9 @@ class PreemptionHook(Hook):
     A signal received during training sets a flag (and chains the handler
     found before this one).  At the end of the iteration the ranks agree on
     it (one ``all_reduce`` of a flag per iteration); if any rank got it,
-    every rank stops there: the checkpoint of that iteration is written
-    through the ``CheckpointHook``'s backend and ``filename_tmpl`` (unless
-    that hook saved it already), ``last_checkpoint`` names it, and the run
+    every rank stops there: the checkpoint of that iteration is written to
+    the ``CheckpointHook``'s ``out_dir`` through its backend (unless that
+    hook saved it already), ``last_checkpoint`` names it, and the run
     raises :class:`TrainingStopped` (exit status :data:`EXIT_CODE` = 75).
     The next ``tools/train.py`` of the work directory resumes from it.
     Dataloader workers forked from the trainer ignore the signals; signals

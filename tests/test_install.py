@@ -122,3 +122,29 @@ def test_pip_install_editable_in_a_fresh_venv(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.split() == [
         osp.join(REPO, 'mlmask_mm', '__init__.py'), '(2,', '4)']
+
+
+@pytest.mark.parametrize('script,args', [
+    ('dist_train.sh', ['cfg.py', '2']),
+    ('dist_test.sh', ['cfg.py', 'ckpt.pth', '2'])])
+def test_dist_launchers_name_the_environment_when_python_lacks_it(
+        tmp_path, script, args):
+    """PYTHON (or the `python` on PATH) without the stack: one error saying
+    how to run in `.venv`, before torchrun starts any process."""
+    import os
+    import os.path as osp
+    import subprocess
+    import sys
+    from conftest import REPO
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip',
+                    str(tmp_path / 'bare')], check=True)
+    env = dict(os.environ, PYTHON=str(tmp_path / 'bare' / 'bin' / 'python'))
+    env.pop('PYTHONPATH', None)
+    done = subprocess.run(['bash', osp.join(REPO, 'tools', script), *args],
+                          env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert 'lacks torch, mmengine or mmpretrain' in done.stderr
+    assert 'source .venv/bin/activate' in done.stderr
+    assert 'PYTHON=.venv/bin/python' in done.stderr
+    assert 'torch.distributed' not in done.stderr  # torchrun never started

@@ -6,7 +6,8 @@
 # GPUS is the number of processes on this node (one per GPU; on a machine
 # without GPUs, CPU processes on the gloo backend).  Multi-node runs set
 # NNODES, NODE_RANK, MASTER_ADDR and PORT on each node.  PYTHON selects the
-# interpreter (default: the `python` of the active environment).
+# interpreter (default: the `python` of the active environment, e.g. after
+# `source .venv/bin/activate`; or PYTHON=.venv/bin/python).
 set -e
 
 if [ $# -lt 2 ]; then
@@ -21,6 +22,16 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-python}
+# one clear error, before torchrun starts a process per GPU, when PYTHON is
+# not the environment `make demo` builds (README: source .venv/bin/activate)
+if ! "$PYTHON" -c 'import importlib.util as u, sys
+sys.exit(not all(u.find_spec(m) for m in ("torch", "mmengine", "mmpretrain")))' \
+        2>/dev/null; then
+    echo "$0: PYTHON=$PYTHON lacks torch, mmengine or mmpretrain: run" \
+         "'source .venv/bin/activate' first (the environment 'make demo'" \
+         "builds), or set PYTHON=.venv/bin/python" >&2
+    exit 2
+fi
 
 PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
 exec "$PYTHON" -m torch.distributed.run \

@@ -60,3 +60,5 @@ def test_every_shipped_config_has_the_fail_safe_hooks(config):
     hooks = Config.fromfile(osp.join(ROOT, config)).default_hooks
     assert hooks.finite_loss.type.endswith('FiniteLossHook')
     assert hooks.checkpoint.backend_args.backend == 'local_atomic'
+    assert hooks.preemption.type.endswith('PreemptionHook')
+    assert hooks.rng_state.type.endswith('RNGStateHook')

@@ -10,4 +10,8 @@ custom_imports = dict(imports=['mlmask_mm'], allow_failed_imports=False)
 fail_safe_hooks = dict(
     checkpoint=dict(backend_args=dict(backend='local_atomic')),
     finite_loss=dict(type='mlmask_mm.FiniteLossHook', tolerance=0),
-    skipped_images=dict(type='mlmask_mm.SkippedImagesHook'))
+    skipped_images=dict(type='mlmask_mm.SkippedImagesHook'),
+    # RNG states in checkpoints, restored on resume (exact resumes)
+    rng_state=dict(type='mlmask_mm.RNGStateHook'),
+    # SIGTERM / SIGUSR1 (slurm's time limit, preemption): save and exit 75
+    preemption=dict(type='mlmask_mm.PreemptionHook'))

@@ -18,7 +18,7 @@ from mmengine.runner import Runner
 import conftest
 from conftest import REPO, make_image_folder
 from transfer_helpers import (PATCH, SIZE, TINY_ARCH, converted_backbone,
-                              make_ade_like)
+                              make_ade_like, replace_sizes)
 
 from mlmask_mm.models.maskers.base import MaskContext
 
@@ -34,20 +34,6 @@ SEG_CONFIG = osp.join(
 def repo_on_path(monkeypatch):
     """custom_imports of 'projects.*' resolve from the repository root."""
     monkeypatch.syspath_prepend(REPO)
-
-
-def replace_sizes(node, sizes):
-    """Replace every tuple value found in ``sizes`` inside a config."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if isinstance(v, (tuple, list)) and all(
-                    isinstance(x, int) for x in v) and tuple(v) in sizes:
-                node[k] = sizes[tuple(v)]
-            else:
-                replace_sizes(v, sizes)
-    elif isinstance(node, list):
-        for v in node:
-            replace_sizes(v, sizes)
 
 
 # ------------------------------------------------------------ custom masker

@@ -27,7 +27,8 @@ from mmengine.config import Config
 
 from conftest import REPO
 from transfer_helpers import (PATCH, SIZE, TINY_ARCH, make_ade_like,
-                              make_coco_like, pretrain_tiny_mae)
+                              make_coco_like, pretrain_tiny_mae,
+                              replace_sizes)
 
 from mlmask_mm.utils.backbone_converter import convert_checkpoint
 
@@ -56,20 +57,6 @@ def pretrained(tmp_path_factory):
         out[target] = osp.join(root, f'backbone_{target}.pth')
         convert_checkpoint(src, out[target], target=target)
     return out
-
-
-def replace_sizes(node, sizes):
-    """Replace every int tuple found in ``sizes`` inside a config."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if isinstance(v, (tuple, list)) and v and all(
-                    isinstance(x, int) for x in v) and tuple(v) in sizes:
-                node[k] = sizes[tuple(v)]
-            else:
-                replace_sizes(v, sizes)
-    elif isinstance(node, list):
-        for v in node:
-            replace_sizes(v, sizes)
 
 
 def library_tool(library: str, name: str) -> str:

@@ -39,3 +39,17 @@ def converted_backbone(root: str, target: str = 'mmpretrain') -> str:
     dst = osp.join(root, 'backbone.pth')
     convert_checkpoint(pretrain_tiny_mae(root), dst, target=target)
     return dst
+
+
+def replace_sizes(node, sizes):
+    """Replace every int tuple found in ``sizes`` inside a config."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if isinstance(v, (tuple, list)) and v and all(
+                    isinstance(x, int) for x in v) and tuple(v) in sizes:
+                node[k] = sizes[tuple(v)]
+            else:
+                replace_sizes(v, sizes)
+    elif isinstance(node, list):
+        for v in node:
+            replace_sizes(v, sizes)

@@ -126,7 +126,9 @@ def test_pip_install_editable_in_a_fresh_venv(tmp_path):
 
 @pytest.mark.parametrize('script,args', [
     ('dist_train.sh', ['cfg.py', '2']),
-    ('dist_test.sh', ['cfg.py', 'ckpt.pth', '2'])])
+    ('dist_test.sh', ['cfg.py', 'ckpt.pth', '2']),
+    ('slurm_train.sh', ['partition', 'job', 'cfg.py', 'work_dir']),
+    ('slurm_test.sh', ['partition', 'job', 'cfg.py', 'ckpt.pth'])])
 def test_dist_launchers_name_the_environment_when_python_lacks_it(
         tmp_path, script, args):
     """PYTHON (or the `python` on PATH) without the stack: one error saying
@@ -148,3 +150,4 @@ def test_dist_launchers_name_the_environment_when_python_lacks_it(
     assert 'source .venv/bin/activate' in done.stderr
     assert 'PYTHON=.venv/bin/python' in done.stderr
     assert 'torch.distributed' not in done.stderr  # torchrun never started
+    assert 'srun' not in done.stderr  # nor srun

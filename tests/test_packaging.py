@@ -94,8 +94,10 @@ def test_slurm_launchers_call_srun_with_the_tool(tmp_path, script, n_args,
     fake = bin_dir / 'srun'
     fake.write_text(f'#!/bin/sh\nfor a in "$@"; do echo "$a"; done > {record}\n')
     fake.chmod(0o755)
+    # PYTHON: the environment with the stack (the launcher refuses another)
     env = dict(os.environ, PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
-               GPUS='16', SRUN_ARGS='--time=1:00 --qos=high')
+               GPUS='16', SRUN_ARGS='--time=1:00 --qos=high',
+               PYTHON=sys.executable)
     cmd = ['bash', osp.join(REPO, 'tools', script), 'part', 'job', 'a.py',
            'b', '--cfg-options', 'x=1']
     subprocess.run(cmd, env=env, check=True)

@@ -22,16 +22,8 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-python}
-# one clear error, before torchrun starts a process per GPU, when PYTHON is
-# not the environment `make demo` builds (README: source .venv/bin/activate)
-if ! "$PYTHON" -c 'import importlib.util as u, sys
-sys.exit(not all(u.find_spec(m) for m in ("torch", "mmengine", "mmpretrain")))' \
-        2>/dev/null; then
-    echo "$0: PYTHON=$PYTHON lacks torch, mmengine or mmpretrain: run" \
-         "'source .venv/bin/activate' first (the environment 'make demo'" \
-         "builds), or set PYTHON=.venv/bin/python" >&2
-    exit 2
-fi
+. "$(dirname "$0")/misc/require_stack.sh"
+require_stack "$PYTHON" "$0"
 
 PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
 exec "$PYTHON" -m torch.distributed.run \

@@ -22,6 +22,8 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
 PYTHON=${PYTHON:-python}
+. "$(dirname "$0")/misc/require_stack.sh"
+require_stack "$PYTHON" "$0"
 
 # SRUN_ARGS is split into words on purpose (several options)
 # shellcheck disable=SC2086

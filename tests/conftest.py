@@ -92,6 +92,18 @@ def tiny_config(data_root: str, work_dir: str, max_iters: int = 4,
     return cfg
 
 
+def tensors(obj, path=''):
+    """Every tensor in a (nested) checkpoint, by its path."""
+    if isinstance(obj, torch.Tensor):
+        return {path: obj}
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) \
+        if isinstance(obj, (list, tuple)) else ()
+    out = {}
+    for k, v in items:
+        out.update(tensors(v, f'{path}/{k}'))
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _torch_threads():
     torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', 2)))

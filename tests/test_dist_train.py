@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, tensors
 
 # Every shipped method's demo config, on the embedded data/cifar10_demo,
 # shrunk to a 2-block ViT of width 32 (the 32 px images and the 8 x 8 patch
@@ -113,18 +113,6 @@ def dist_train(config: str, work: str, *args: str, tmp_path=None):
         ['bash', osp.join('tools', 'dist_train.sh'), config, '2',
          '--work-dir', work, *args], cwd=REPO, env=env, capture_output=True,
         text=True, timeout=300)
-
-
-def tensors(obj, path=''):
-    """Every tensor in a (nested) checkpoint, by its path."""
-    if isinstance(obj, torch.Tensor):
-        return {path: obj}
-    items = obj.items() if isinstance(obj, dict) else enumerate(obj) \
-        if isinstance(obj, (list, tuple)) else ()
-    out = {}
-    for k, v in items:
-        out.update(tensors(v, f'{path}/{k}'))
-    return out
 
 
 @pytest.mark.slow

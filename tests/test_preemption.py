@@ -21,7 +21,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import EpochBasedTrainLoop, Runner
 from mmengine.runner.base_loop import BaseLoop
 
-from conftest import REPO, make_image_folder, tiny_config
+from conftest import REPO, make_image_folder, tensors, tiny_config
 from mlmask_mm.engine.config_checks import prepare_config
 from mlmask_mm.engine.hooks import preemption_hook
 from mlmask_mm.engine.hooks.preemption_hook import (EXIT_CODE, MARKER,
@@ -75,18 +75,6 @@ def build(cfg, hooks=()):
     for hook in hooks:
         runner.register_hook(hook)
     return runner
-
-
-def tensors(obj, path=''):
-    """Every tensor in a (nested) checkpoint, by its path."""
-    if isinstance(obj, torch.Tensor):
-        return {path: obj}
-    items = obj.items() if isinstance(obj, dict) else enumerate(obj) \
-        if isinstance(obj, (list, tuple)) else ()
-    out = {}
-    for k, v in items:
-        out.update(tensors(v, f'{path}/{k}'))
-    return out
 
 
 def assert_same_tensors(expected_file, got_file, min_state=10):

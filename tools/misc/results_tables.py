@@ -62,7 +62,8 @@ BLOCK_RE = re.compile(r'(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)'
 
 def _markdown_blocks():
     """File -> block names it must hold."""
-    blocks = {'docs/results.md': ['headline', 'vs-mae'] + list(SETTINGS)}
+    blocks = {'docs/results.md': ['headline', 'vs-mae'] + list(SETTINGS)
+              + ['masks']}
     for folder in METHOD_FOLDERS:
         blocks[f'configs/{folder}/README.md'] = [f'configs-{folder}']
     blocks['configs/benchmarks/README.md'] = ['probes']
@@ -97,7 +98,9 @@ def load_studies(root):
                              f'other JSONs of {setting} ({budgets[setting]})')
         for entry in study['summary']:
             row = dict(entry, json=path, date=study['date'],
-                       settings=study['settings'])
+                       settings=study['settings'],
+                       runs=[r for r in study['runs']
+                             if r['label'] == entry['label']])
             old = studies[setting].get(entry['label'])
             if old is None or len(entry['seeds']) > len(old['seeds']):
                 studies[setting][entry['label']] = row
@@ -165,8 +168,41 @@ def _metric_columns(rows):
 
 
 # ------------------------------------------------------------- renderers
+def describe_setting(studies, setting, from_dir='docs'):
+    """The setting in two lines: data, budget, probes, seeds, dates."""
+    rows = list(studies[setting].values())
+    first = rows[0]['settings']
+    data, budget = first['data'], first['budget']
+    if budget.get('cost_given'):
+        rule = (f"equal compute: {budget['value']:g} {budget['unit']} "
+                'divided by each config\'s measured cost ratio in MAE steps')
+    else:
+        rule = f"equal epochs: {budget['value']:g} {budget['unit']} each"
+    shots = first['shots']
+    primary = SETTINGS[setting]['primary']
+    seeds = sorted({s for r in rows for s in r['seeds']})
+    jsons = sorted({(r['json'], r['date']) for r in rows})
+    return (
+        f"CIFAR-10, pretrained on `{data['train_split']}` "
+        f"({data['num_train']:,} images), probes fitted on "
+        f"`{data['probe_split']}` ({data['num_probe']:,} of the train "
+        f"images), scored on `{data['val_split']}` ({data['num_val']:,} "
+        f"held-out images); batch "
+        f"{'/'.join(sorted({str(r['batch_size']) for r in rows}))}; {rule}. "
+        f"Probes: {_feature(rows[0])} L-BFGS at "
+        f"{', '.join(map(str, shots))} images per class "
+        f"({first['fewshot_seeds']} draws"
+        + ('; the largest is the primary probe' if primary else '')
+        + f"), `{osp.basename(first['probe_config'])}` "
+        f"({first['probe_epochs']} epochs, class token) for `linear`. "
+        f"Seeds {', '.join(map(str, seeds))}; "
+        f"{SETTINGS[setting]['machine']}; "
+        + ', '.join(f'[{osp.basename(j)}]({osp.relpath(j, from_dir)}) '
+                    f'({d})' for j, d in jsons) + '.\n')
+
+
 def render_setting(studies, setting, from_dir='docs'):
-    """One setting's table: every label, every metric."""
+    """One setting's description and table: every label, every metric."""
     rows = list(studies[setting].values())
     columns = _metric_columns(rows)
     head = ['label', 'config', 'seeds', 'length', 'MAE-step eq.',
@@ -183,7 +219,8 @@ def render_setting(studies, setting, from_dir='docs'):
         cells.append(f"[{osp.basename(row['json'])}]"
                      f"({osp.relpath(row['json'], from_dir)})")
         lines.append('| ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines) + '\n'
+    return (describe_setting(studies, setting, from_dir) + '\n'
+            + '\n'.join(lines) + '\n')
 
 
 def _primary_settings():
@@ -204,7 +241,7 @@ def render_headline(studies, from_dir='docs'):
         for s in settings:
             row = studies[s].get(label)
             if row is None:
-                cells.append('not run')
+                cells.append('–')
             else:
                 cells.append(f"{_cell(row, SETTINGS[s]['primary'])} "
                              f"(n={len(row['seeds'])})")
@@ -290,7 +327,39 @@ def render_probes(studies, from_dir='configs/benchmarks'):
     return '\n'.join(lines) + '\n'
 
 
+#: mask-content columns: (header, key, reference key or None)
+MASK_COLUMNS = (('flip same (ref.)', 'flip_same', 'flip_reference'),
+                ('shift same (ref.)', 'shift_same', 'shift_reference'),
+                ('shuffle same', 'shuffle_same', None),
+                ('mean colour same (between images)', 'mean_colour_same',
+                 'between_images'),
+                ('texture AUC', 'texture_auc', None),
+                ('mask specificity', 'mask_specificity', None))
+
+
+def render_masks(studies, from_dir='docs'):
+    """Masks on whole images, per run (tools/analysis_tools mask test)."""
+    lines = ['| setting | label | seed | '
+             + ' | '.join(h for h, _, _ in MASK_COLUMNS) + ' |',
+             '|---|---|---:|' + '---:|' * len(MASK_COLUMNS)]
+    seen = []
+    for s in _primary_settings():
+        for label, row in studies[s].items():
+            for run in row['runs']:
+                mc = run.get('mask_content')
+                if not mc or (label, run['seed'], mc) in seen:
+                    continue  # a run shared by two settings: listed once
+                seen.append((label, run['seed'], mc))
+                cells = [f'{mc[k]:.3f}' + (f' ({mc[ref]:.3f})' if ref else '')
+                         for _, k, ref in MASK_COLUMNS]
+                lines.append(f"| {SETTINGS[s]['title']} | {label} | "
+                             f"{run['seed']} | " + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
 def render_block(studies, name):
+    if name == 'masks':
+        return render_masks(studies)
     if name in SETTINGS:
         return render_setting(studies, name)
     if name == 'headline':
@@ -478,7 +547,7 @@ def main(argv=None):
     args = parse_args(argv)
     studies = load_studies(args.root)
     if not (args.check or args.write):
-        for name in ['headline', 'vs-mae'] + list(SETTINGS):
+        for name in MARKDOWN_BLOCKS['docs/results.md']:
             print(f'## {name}\n\n{render_block(studies, name)}')
         return 0
     problems, _ = run(args.root, write=args.write)

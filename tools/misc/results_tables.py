@@ -282,12 +282,15 @@ def render_vs_mae(studies, from_dir='docs'):
 
 
 def render_configs(studies, folder):
-    """The rows of configs/<folder>/ across the settings."""
+    """The rows of configs/<folder>/ across the settings (beside plain
+    MAE's primary probe of the same setting, but in configs/mae/)."""
     from_dir = f'configs/{folder}'
-    lines = ['| config | label | setting | seeds | length | '
-             'mask specificity | primary probe | linear top-1 | '
-             'plain MAE, primary | JSON |',
-             '|---|---|---|---|---|---:|---:|---:|---:|---|']
+    with_ref = folder != 'mae'
+    head = ['config', 'label', 'setting', 'seeds', 'length',
+            'mask specificity', 'primary probe', 'linear top-1'] + \
+        (['plain MAE, primary'] if with_ref else []) + ['JSON']
+    lines = ['| ' + ' | '.join(head) + ' |',
+             '|' + '---|' * 5 + '---:|' * (len(head) - 6) + '---|']
     for s, rows in studies.items():
         primary = SETTINGS[s]['primary']
         ref = rows.get('mae')
@@ -299,13 +302,14 @@ def render_configs(studies, folder):
                      SETTINGS[s]['title'], _seeds(row), _length(row),
                      _cell(row, 'mask_specificity', 2),
                      _cell(row, primary) if primary else '–',
-                     _cell(row, 'linear_top1'),
-                     _cell(ref, primary) if primary and ref else '–',
-                     f"[{osp.basename(row['json'])}]"
-                     f"({osp.relpath(row['json'], from_dir)})"]
+                     _cell(row, 'linear_top1')]
+            if with_ref:
+                cells.append(_cell(ref, primary) if primary and ref else '–')
+            cells.append(f"[{osp.basename(row['json'])}]"
+                         f"({osp.relpath(row['json'], from_dir)})")
             lines.append('| ' + ' | '.join(cells) + ' |')
     if len(lines) == 2:
-        lines.append('| not measured here | | | | | | | | | |')
+        lines.append('| not measured here |' + ' |' * (len(head) - 1))
     return '\n'.join(lines) + '\n'
 
 

@@ -49,6 +49,3 @@ METRICS = _child('METRICS')
 EVALUATORS = _child('EVALUATORS')
 VISUALIZERS = _child('VISUALIZERS')
 VISBACKENDS = _child('VISBACKENDS')
-
-# Maskers are nn.Modules built from configs like any model part.
-MASKERS = MODELS

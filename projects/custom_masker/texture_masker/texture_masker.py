@@ -20,10 +20,10 @@ import torch.nn.functional as F
 
 from mlmask_mm.models.maskers.base import (BaseMasker, MaskContext,
                                            MaskResult, mask_from_ranking)
-from mlmask_mm.registry import MASKERS
+from mlmask_mm.registry import MODELS
 
 
-@MASKERS.register_module()
+@MODELS.register_module()
 class TextureMasker(BaseMasker):
     """Mask high-variance (textured) patches more often than flat ones.
 

@@ -163,7 +163,7 @@ def test_tool_on_a_cl_mae_checkpoint(tmp_path):
     model.set_curriculum(-0.5)
     ckpt = str(tmp_path / 'a.pth')
     torch.save(dict(state_dict=model.state_dict(), meta=dict()), ckpt)
-    tool = load_tool('analysis_tools/mask_content_test')
+    tool = load_tool('analysis_tools/analyze_mask_content')
     out = str(tmp_path / 'c.json')
     row = tool.main([cfg_path, ckpt, '--num-images', '6', '--shift', '1',
                      '--out', out])

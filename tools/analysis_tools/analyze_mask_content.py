@@ -1,6 +1,6 @@
 """Do a checkpoint's masks follow the image's content or only positions?
 
-    python tools/analysis_tools/mask_content_test.py CONFIG [CHECKPOINT] \
+    python tools/analysis_tools/analyze_mask_content.py CONFIG [CHECKPOINT] \
         [--data DIR] [--num-images 256] [--shift 2] [--seed 0] \
         [--out JSON] [--cfg-options ...]
 

@@ -3,7 +3,7 @@ against the plain block-by-block forward it replaces."""
 import pytest
 import torch
 
-from mlmask_mm.models.algorithms.block_walk import walk_blocks, walk_decoder
+from mlmask_mm.models.utils.block_walk import walk_blocks, walk_decoder
 from mlmask_mm.registry import MODELS
 
 

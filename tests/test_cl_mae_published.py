@@ -253,7 +253,7 @@ def test_mask_specificity_is_logged_and_titles_the_mask_picture():
     image repeated: one pattern); the mask picture has a title band with
     it, which differs between a batch of identical and of different
     images."""
-    from mlmask_mm.evaluation import mask_specificity
+    from mlmask_mm.models.utils import mask_specificity
     from mlmask_mm.visualization import render_mask_grid
     from mlmask_mm.visualization.mask_grid import TITLE_HEIGHT
     model, optim = build_model()

@@ -8,7 +8,7 @@ import torch
 from mmpretrain.models.necks import MAEPretrainDecoder
 from mmpretrain.models.selfsup.mae import MAE, MAEViT
 
-from mlmask_mm.models.algorithms.fast_blocks import CompiledForward
+from mlmask_mm.models.utils.fast_blocks import CompiledForward
 from mlmask_mm.registry import MODELS
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=64)

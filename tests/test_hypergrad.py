@@ -1,4 +1,4 @@
-"""MLO-MAE hypergradient (mlmask_mm.models.algorithms.hypergrad) against brute force.
+"""MLO-MAE hypergradient (mlmask_mm.models.utils.hypergrad) against brute force.
 
 A tiny float64 three-level problem with the structure of MLO-MAE: a
 tanh "MAE" θ1 reconstructing patches under a fixed hard mask, a masking
@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlmask_mm.models.algorithms import hypergrad as hg
+from mlmask_mm.models.utils import hypergrad as hg
 
 B, L, P, H, D0, C = 4, 6, 5, 7, 3, 3
 XI1, XI2 = 0.3, 0.7  # distinct: a swapped ξ1/ξ2 must fail

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mlmask_mm.evaluation import mask_specificity
+from mlmask_mm.models.utils import mask_specificity
 
 
 def test_one_shared_pattern_is_zero():

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mlmask_mm.models.algorithms import hypergrad as hg
+from mlmask_mm.models.utils import hypergrad as hg
 
 pytestmark = pytest.mark.needs_betty
 

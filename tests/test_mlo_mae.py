@@ -11,7 +11,7 @@ from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmpretrain.structures import DataSample
 from torch import nn
 
-from mlmask_mm.models.algorithms import hypergrad as hg
+from mlmask_mm.models.utils import hypergrad as hg
 from mlmask_mm.models.losses import (per_patch_reconstruction_loss,
                                      probability_weighted_loss)
 from mlmask_mm.registry import MODELS

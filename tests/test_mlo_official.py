@@ -9,8 +9,8 @@ import torch
 from mmengine.model import BaseModule
 from torch import nn
 
-from mlmask_mm.evaluation import mask_specificity
-from mlmask_mm.models.algorithms import hypergrad as hg
+from mlmask_mm.models.utils import hypergrad as hg
+from mlmask_mm.models.utils import mask_specificity
 from mlmask_mm.registry import MODELS
 
 from test_mlo_mae import (NUM_CLASSES, ToDouble, batch, build, optimizers,

@@ -1,13 +1,13 @@
-"""engine/parts.py: one optimizer per declared part, the per-model refusal,
-and average_over_ranks (the distributed runs are tested with CL-MAE and
-MLO-MAE in test_cl_mae.py / test_mlo_loop.py)."""
+"""engine/parts.py and models/utils/parts.py: one optimizer per declared
+part, the per-model refusal, and average_over_ranks (the distributed runs
+are tested with CL-MAE and MLO-MAE in test_cl_mae.py / test_mlo_loop.py)."""
 import pytest
 import torch
 from torch import nn
 
 import mlmask_mm  # noqa: F401
-from mlmask_mm.engine.parts import (PartsOptimWrapperConstructor,
-                                    split_into_parts)
+from mlmask_mm.engine.parts import PartsOptimWrapperConstructor
+from mlmask_mm.models.utils.parts import split_into_parts
 from mlmask_mm.utils.dist import average_over_ranks
 
 

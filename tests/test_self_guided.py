@@ -7,13 +7,13 @@ import pytest
 import scipy.linalg
 import torch
 
-from mlmask_mm.models.algorithms.exploitation import exploitation_rates
-from mlmask_mm.models.algorithms.self_guided_ncut import (
-    affinity, fiedler_vector, fiedler_vector_exact, mean_token_cosine,
-    object_relevance, spectrum_floor)
 from mlmask_mm.models.maskers import InformedMaskContext, MaskContext
 from mlmask_mm.models.maskers.self_guided_masker import (SelfGuidedMasker,
                                                          informed_ranking)
+from mlmask_mm.models.utils.exploitation import exploitation_rates
+from mlmask_mm.models.utils.self_guided_ncut import (
+    affinity, fiedler_vector, fiedler_vector_exact, mean_token_cosine,
+    object_relevance, spectrum_floor)
 from mlmask_mm.registry import MODELS
 
 

@@ -6,11 +6,10 @@ import pytest
 import torch
 from mmpretrain.structures import DataSample
 
-from mlmask_mm.models.algorithms.relevance_cache import (RelevanceCache,
-                                                         view_relevance)
-from mlmask_mm.models.algorithms.self_guided_ncut import (affinity,
-                                                          fiedler_vector,
-                                                          object_relevance)
+from mlmask_mm.models.utils.relevance_cache import (RelevanceCache,
+                                                    view_relevance)
+from mlmask_mm.models.utils.self_guided_ncut import (affinity, fiedler_vector,
+                                                     object_relevance)
 from mlmask_mm.registry import TRANSFORMS
 
 SIZE, PATCH = 32, 4  # model input 32 px, 8 x 8 patches

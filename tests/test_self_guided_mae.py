@@ -448,7 +448,7 @@ def test_rates_are_measured_at_the_last_of_two_decoder_layers():
     """measure_rates returns the rollout's rates at the LAST decoder layer
     (the paper's R at the output), not the first: a two-layer decoder whose
     layers give different rates."""
-    from mlmask_mm.models.algorithms.exploitation import \
+    from mlmask_mm.models.utils.exploitation import \
         decoder_attention_rates
     from mlmask_mm.models.maskers.base import mask_from_ranking, num_visible
     from test_masked_mae import model_cfg

@@ -13,7 +13,7 @@ import os.path as osp
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from mlmask_mm.models.algorithms.masked_vit import check_patch_grid
+from mlmask_mm.models.backbones.maskable_vit import check_patch_grid
 from mlmask_mm.models.maskers.base import check_mask_ratio
 from mlmask_mm.registry import MODELS
 from mlmask_mm.utils.setup_env import flush_denormal, use_gloo_without_gpu

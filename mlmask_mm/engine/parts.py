@@ -20,11 +20,12 @@ A model trained in parts declares, as class attributes::
     optim_parts = dict(masker=('masker', ))  # part -> its children
     default_optim_part = 'mae'               # every other child
 
-and may define ``check_optim_part(part, wrapper_cfg)`` (a classmethod) to
-refuse an optimizer wrapper it cannot train with.
+(read by :mod:`mlmask_mm.models.utils.parts`) and may define
+``check_optim_part(part, wrapper_cfg)`` (a classmethod) to refuse an
+optimizer wrapper it cannot train with.
 """
 import copy
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import torch
 import torch.nn as nn
@@ -32,53 +33,12 @@ from mmengine.dist import all_reduce, broadcast, get_world_size
 from mmengine.optim import OptimWrapperDict
 from mmengine.registry import MODEL_WRAPPERS as ENGINE_MODEL_WRAPPERS
 
+from mlmask_mm.models.utils.parts import split_into_parts
 from mlmask_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 # wrapper settings given once at the top level apply to every part
 # (``tools/train.py --amp`` sets optim_wrapper.type='AmpOptimWrapper')
 SHARED_KEYS = ('type', 'loss_scale', 'dtype')
-
-
-def part_of_children(model: nn.Module) -> Dict[str, str]:
-    """``{child name: part}`` for every child of a model that declares
-    ``optim_parts`` / ``default_optim_part`` (children not named in
-    ``optim_parts`` belong to the default part)."""
-    declared = getattr(model, 'optim_parts', None)
-    default = getattr(model, 'default_optim_part', None)
-    if not isinstance(declared, dict) or not default:
-        raise TypeError(
-            f'{type(model).__name__} does not declare its optimizer parts '
-            '(class attributes optim_parts = {part: (child, ...)} and '
-            'default_optim_part); PartsOptimWrapperConstructor is for '
-            'models trained in parts such as CLMAE and MLOMAE')
-    owner = {child: part for part, children in declared.items()
-             for child in children}
-    return {name: owner.get(name, default)
-            for name, _ in model.named_children()}
-
-
-def split_into_parts(model: nn.Module) -> Dict[str, nn.Module]:
-    """``{part: nn.Module holding that part's children}`` of a model that
-    declares ``optim_parts`` / ``default_optim_part``.
-
-    Children keep their names, so parameter names (and the ``paramwise_cfg``
-    keys matching them) are the model's.  A part without a trainable
-    parameter is an error.
-    """
-    owners = part_of_children(model)  # checks the declaration
-    declared = model.optim_parts
-    parts = {part: nn.Module()
-             for part in (model.default_optim_part, *declared)}
-    for name, part in owners.items():
-        parts[part].add_module(name, getattr(model, name))
-    for part, module in parts.items():
-        if not any(p.requires_grad for p in module.parameters()):
-            raise ValueError(
-                f'{type(model).__name__}: no trainable parameter for '
-                f'optim_wrapper.{part} (children: '
-                f'{[n for n, _ in model.named_children()]}, '
-                f'optim_parts={declared})')
-    return parts
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()

@@ -11,7 +11,6 @@ from .fewshot_metric import FewShotLinearProbe
 from .mae_metrics import (attention_distance, bipartition_gap,
                           feature_variance, similarity_variance)
 from .mask_content import mask_content_test, model_mask_fn
-from .mask_specificity import mask_specificity
 
 __all__ = [
     # mmengine components
@@ -24,9 +23,7 @@ __all__ = [
     # MAE analysis metrics (tools/analysis_tools/sg_analysis.py)
     'attention_distance', 'bipartition_gap', 'feature_variance',
     'similarity_variance',
-    # how image-specific a batch of masks is (logged by every method)
-    'mask_specificity',
     # do masks follow the image's content (tools/analysis_tools/
-    # mask_content_test.py)
+    # analyze_mask_content.py)
     'mask_content_test', 'model_mask_fn'
 ]

@@ -22,8 +22,8 @@ remove it (each image filled with its mean colour) and compares the masks
 * ``texture_auc``: P(a kept patch is more textured than a masked patch of
   the same image), the texture of a patch being the std of its pixels
   (ties count 1/2); 0.5 = unrelated, 1 = keeps the most textured patches;
-* ``mask_specificity``: :func:`~mlmask_mm.evaluation.mask_specificity` of
-  the masks (1 = independent random masks, 0 = one pattern).
+* ``mask_specificity``: :mod:`~mlmask_mm.models.utils.mask_specificity`
+  of the masks (1 = independent random masks, 0 = one pattern).
 
 A shift is a cyclic roll by ``shift`` patches along the width; the shuffle
 permutes each image's patches with its own random permutation (``seed``).
@@ -34,7 +34,7 @@ from typing import Callable, Dict
 
 import torch
 
-from .mask_specificity import mask_specificity
+from mlmask_mm.models.utils.mask_specificity import mask_specificity
 
 MaskFn = Callable[[torch.Tensor], torch.Tensor]
 

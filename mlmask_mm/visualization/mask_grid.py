@@ -4,7 +4,8 @@ Shared by every masking method (the demo hook and ``tools/visualization/visualiz
 Maskers that return ``scores`` get a fifth column with them as a heat map.
 A title band of ``TITLE_HEIGHT`` pixels on top gives the batch's
 ``mask_specificity`` (1 = independent random masks, 0 = one position
-pattern for every image; :func:`mlmask_mm.evaluation.mask_specificity`).
+pattern for every image;
+:mod:`mlmask_mm.models.utils.mask_specificity`).
 """
 from typing import List, Optional
 
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from mlmask_mm.evaluation.mask_specificity import mask_specificity
+from mlmask_mm.models.utils.mask_specificity import mask_specificity
 
 TITLE_HEIGHT = 14  # pixels of the title band above the grid
 

@@ -35,15 +35,15 @@ from PIL import Image
 from mlmask_mm.evaluation import (attention_distance, bipartition_gap,
                                   feature_variance, similarity_variance)
 from mlmask_mm.evaluation.checkpoint_images import build_model, whole_images
-from mlmask_mm.models.algorithms.block_walk import walk_decoder
-from mlmask_mm.models.algorithms.exploitation import (SETS,
-                                                      decoder_attention_rates)
-from mlmask_mm.models.algorithms.relevance_cache import encode
-from mlmask_mm.models.algorithms.self_guided_ncut import (
-    affinity, fiedler_vector, fiedler_vector_exact, mean_token_cosine,
-    object_relevance, spectrum_floor)
 from mlmask_mm.models.maskers import (InformedMaskContext, SelfGuidedMasker,
                                       mask_from_ranking, num_visible)
+from mlmask_mm.models.utils.block_walk import walk_decoder
+from mlmask_mm.models.utils.exploitation import (SETS,
+                                                 decoder_attention_rates)
+from mlmask_mm.models.utils.relevance_cache import encode
+from mlmask_mm.models.utils.self_guided_ncut import (
+    affinity, fiedler_vector, fiedler_vector_exact, mean_token_cosine,
+    object_relevance, spectrum_floor)
 
 
 def parse_args():

@@ -24,7 +24,7 @@ from mmpretrain.structures import DataSample
 from PIL import Image
 
 import mlmask_mm  # noqa: F401
-from mlmask_mm.evaluation import mask_specificity
+from mlmask_mm.models.utils import mask_specificity
 from mlmask_mm.registry import MODELS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

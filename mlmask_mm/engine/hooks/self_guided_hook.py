@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from mlmask_mm.datasets.transforms import RecordedRandomResizedCrop
 from mlmask_mm.engine.hooks.preemption_hook import stop_agreed
-from mlmask_mm.models.algorithms.relevance_cache import encode
+from mlmask_mm.models.utils.relevance_cache import encode
 from mlmask_mm.registry import HOOKS, TRANSFORMS
 from mlmask_mm.utils.rng_state import get_rng_state, set_rng_state
 
@@ -52,7 +52,7 @@ def balanced_sample(labels: Sequence, num: int, seed: int) -> List[int]:
 def gather_shards(indices: torch.Tensor, encoded, size: int):
     """All ranks' (indices, encoded maps), padded to ``size`` rows for
     all_gather; ``encoded`` = (float16 codes, offset, scale) of
-    :func:`~mlmask_mm.models.algorithms.relevance_cache.encode`."""
+    :func:`~mlmask_mm.models.utils.relevance_cache.encode`."""
     pad = size - len(indices)
     indices = torch.cat([indices, indices.new_full((pad, ), -1)])
     all_indices = torch.cat(all_gather(indices))

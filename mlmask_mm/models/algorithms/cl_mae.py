@@ -41,12 +41,12 @@ from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmpretrain.structures import DataSample
 from torch import nn
 
-from mlmask_mm.evaluation.mask_specificity import mask_specificity
 from mlmask_mm.registry import MODELS
 from mlmask_mm.utils.dist import average_over_ranks
 from ..losses.cl_mae_losses import (masking_module_loss,
                                     soft_reconstruction_loss)
 from ..maskers.base import BaseMasker, MaskResult
+from ..utils.mask_specificity import mask_specificity
 from .masked_mae import MaskedMAE
 
 
@@ -390,7 +390,7 @@ def mask_statistics(result: MaskResult) -> Dict[str, torch.Tensor]:
     (0 = every image gets the same scores; what L_div prevents);
     ``mask_kept_score``: mean s of the kept patches;
     ``mask_specificity``: how image-specific the batch's 0/1 masks are
-    (:func:`~mlmask_mm.evaluation.mask_specificity`; 1 = independent
+    (:func:`~mlmask_mm.models.utils.mask_specificity`; 1 = independent
     random masks, 0 = one position pattern for every image).
     """
     s = result.scores.float()

@@ -20,9 +20,9 @@ from mmpretrain.models.selfsup.mae import MAE
 from mmpretrain.structures import DataSample
 from torch import nn
 
-from mlmask_mm.evaluation.mask_specificity import mask_specificity
 from mlmask_mm.registry import MODELS
 from ..maskers.base import BaseMasker, MaskContext, MaskResult
+from ..utils.mask_specificity import mask_specificity
 
 
 @MODELS.register_module()

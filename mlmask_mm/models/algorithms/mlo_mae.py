@@ -11,7 +11,7 @@ three losses, one outer iteration (:meth:`MLOMAE.outer_step`):
    L2 = its loss on the labelled *train* split;
 3. level 3, φ = masking network: one step along the hypergradient of
    L3 = the head's loss on the held-out *validation* split, differentiated
-   through the level-1 and level-2 steps (:mod:`mlmask_mm.models.algorithms.hypergrad`).
+   through the level-1 and level-2 steps (:mod:`mlmask_mm.models.utils.hypergrad`).
 
 The masking network is any :class:`ProbabilityMasker` (``MLOMLPMasker``, the
 paper's, or ``MLOTokenMasker``, the light one).  The downstream task is a
@@ -29,20 +29,19 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
-from mmpretrain.models.heads import ClsHead
 from mmpretrain.structures import DataSample
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from mlmask_mm.engine.parts import part_of_children
-from mlmask_mm.evaluation import mask_specificity
 from mlmask_mm.registry import MODELS
 from mlmask_mm.utils.dist import average_over_ranks
 from ..losses.mlo_mae_losses import (per_patch_reconstruction_loss,
                                      probability_weighted_loss)
 from ..maskers.base import MaskResult
 from ..maskers.mlo_masker import ProbabilityMasker
-from . import hypergrad as hg
+from ..utils import hypergrad as hg
+from ..utils.mask_specificity import mask_specificity
+from ..utils.parts import part_of_children
 from .masked_mae import MaskedMAE
 
 FEATURES = ('gap', 'cls')
@@ -82,50 +81,6 @@ class _Call(nn.Module):
 
     def forward(self, *args):
         return self.fn(*args)
-
-
-@MODELS.register_module()
-class MLOClsHead(ClsHead):
-    """The official code's level-2 head: LayerNorm → Dropout → Linear.
-
-        logits = W · dropout(LN(f)) + b
-
-    on the encoder's class token (use with ``MLOMAE(feature='cls')``).
-    mmpretrain's ``LinearClsHead`` is the plain linear head (the default).
-    Initialised as the official ``FinetuneVisionTransformer``
-    (``cifar_vit_mlo.py`` l. 9-35, built standalone in ``main_cifar10.py``
-    l. 297): PyTorch's defaults, W ~ U(±1/√D) (std 1/√(3D) = 0.021 at
-    D = 768), LayerNorm (1, 0); not the MAE's Xavier (std 0.051 at 768).
-
-    Args:
-        num_classes, in_channels: classes and feature width.
-        dropout: dropout probability (0.1 in the official code).
-        loss, topk, init_cfg: as mmpretrain's ``ClsHead``.
-    """
-
-    def __init__(self, num_classes: int, in_channels: int,
-                 dropout: float = 0.1, **kwargs) -> None:
-        super().__init__(**kwargs)
-        if not 0 <= dropout < 1:
-            raise ValueError(f'MLOClsHead dropout must be in [0, 1), got '
-                             f'{dropout!r}')
-        self.num_classes, self.in_channels = num_classes, in_channels
-        self.norm = nn.LayerNorm(in_channels)
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(in_channels, num_classes)
-
-    def init_weights(self) -> None:
-        """PyTorch's default initialisation (``reset_parameters``) unless
-        an ``init_cfg`` is given."""
-        if self.init_cfg is not None:
-            super().init_weights()
-            return
-        self.norm.reset_parameters()
-        self.fc.reset_parameters()
-        self._is_init = True
-
-    def forward(self, feats: Sequence[Tensor]) -> Tensor:
-        return self.fc(self.dropout(self.norm(self.pre_logits(feats))))
 
 
 @MODELS.register_module()
@@ -561,7 +516,7 @@ class MLOMAE(MaskedMAE):
         above 0.99) and ``mask_shared`` (fraction of each image's masked
         patches that every image of the batch masks: 1 = one mask for
         all) and ``mask_specificity``
-        (:func:`mlmask_mm.evaluation.mask_specificity`: ≈ 1 for
+        (:mod:`mlmask_mm.models.utils.mask_specificity`: ≈ 1 for
         independent masks, 0 for one pattern shared by the batch)."""
         p, m = result.scores.detach().float(), result.mask.float()
         shared = m.prod(0).sum() / m[0].sum().clamp_min(1)

@@ -3,12 +3,12 @@ NeurIPS 2024), top to bottom; see docs/self_guided_mae.md.
 
 Random masks first.  Every check (``switch.interval`` epochs) the decoder's
 exploitation rates R_{V→O}, R_{M→O} (a mass-conserving attention rollout,
-:mod:`.exploitation`) are measured under random masks on a fixed,
+:mod:`..utils.exploitation`) are measured under random masks on a fixed,
 class-balanced sample; informed masking starts at T, the first check where
 R_{M→O} ≥ R_{V→O} after a check where it was below (the paper's Fig. 4),
 not before ``switch.earliest`` and at the latest at ``switch.fallback``
 (or at a fixed ``switch.start``).  From T on, each image's relevance S
-(:mod:`.self_guided_ncut`: a normalised cut of the features A(XW^V) of
+(:mod:`..utils.self_guided_ncut`: a normalised cut of the features A(XW^V) of
 encoder block ``feature_layer``) ranks its patches and
 :class:`~mlmask_mm.models.maskers.SelfGuidedMasker` masks the most relevant
 ones, revealing a share h of them as hints.
@@ -17,7 +17,7 @@ ones, revealing a share h of them as hints.
 
 * ``'once'`` (default, the paper's "use these informed masks for the
   remainder of the training"): computed at T for every training image,
-  whole, and kept (:class:`.relevance_cache.RelevanceCache`); each batch
+  whole, and kept (:class:`..utils.relevance_cache.RelevanceCache`); each batch
   reads it through its samples' crop boxes and flips;
 * ``'refresh'``: the same, recomputed every ``refresh_interval`` epochs;
 * ``'iteration'``: recomputed on every training view (one extra no-grad
@@ -38,16 +38,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from mmpretrain.structures import DataSample
 
-from mlmask_mm.evaluation.mask_specificity import mask_specificity
 from mlmask_mm.registry import MODELS
 from ..maskers.base import mask_from_ranking, num_visible
 from ..maskers.self_guided_masker import InformedMaskContext
-from .exploitation import decoder_attention_rates
+from ..utils.exploitation import decoder_attention_rates
+from ..utils.mask_specificity import mask_specificity
+from ..utils.relevance_cache import RelevanceCache, normalise
+from ..utils.self_guided_ncut import (SolverLog, affinity, fiedler_vector,
+                                      fiedler_vector_exact, mean_token_cosine,
+                                      object_relevance, spectrum_floor)
 from .masked_mae import MaskedMAE
-from .relevance_cache import RelevanceCache, normalise
-from .self_guided_ncut import (SolverLog, affinity, fiedler_vector,
-                               fiedler_vector_exact, mean_token_cosine,
-                               object_relevance, spectrum_floor)
 
 GENERATIONS = ('once', 'refresh', 'iteration')
 FEATURES = ('values', 'blocks')
@@ -79,7 +79,7 @@ class SelfGuidedMAE(MaskedMAE):
             similarities clamped), ``eps``, the iterative solver's ``tol``
             (relative to the Ritz gap), ``max_iters``, ``patience``,
             ``block``, ``power_steps``
-            (:func:`~.self_guided_ncut.fiedler_vector`; the generation
+            (:func:`~..utils.self_guided_ncut.fiedler_vector`; the generation
             pass solves exactly) and ``degenerate_cos``: a mean token
             cosine above it counts an image's features as near-uniform
             (warned once per generation pass).

@@ -5,7 +5,7 @@ mask tokens, unshuffle with ``ids_restore``, add the position embedding,
 run the blocks, norm, predict pixels, drop the class token.  The same
 modules, parameters and state-dict keys as ``MAEPretrainDecoder``
 (``mmpretrain/models/necks/mae_neck.py``); the forward is one function over
-the parameters (:func:`~mlmask_mm.models.algorithms.fast_blocks.fast_layers`)
+the parameters (:func:`~mlmask_mm.models.utils.fast_blocks.fast_layers`)
 that ``torch.compile`` takes as one graph.
 """
 from typing import Union
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from mmpretrain.models.necks import MAEPretrainDecoder
 
 from mlmask_mm.registry import MODELS
-from ..algorithms.fast_blocks import (CompiledForward, check_fast_layers,
+from ..utils.fast_blocks import (CompiledForward, check_fast_layers,
                                       fast_layers, refuse_block_compile)
 
 

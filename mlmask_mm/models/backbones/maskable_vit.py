@@ -5,7 +5,7 @@ import torch
 from mmpretrain.models.selfsup.mae import MAEViT
 
 from mlmask_mm.registry import MODELS
-from .block_walk import BlockWalk, walk_blocks
+from ..utils.block_walk import BlockWalk, walk_blocks
 from ..maskers.base import (check_mask_ratio, mask_from_ranking,
                             num_visible)
 
@@ -69,7 +69,7 @@ class MaskableViT(MAEViT):
             norm: apply the final LayerNorm to ``output`` (default: only
                 when every block ran).
             return_blocks / return_attention / return_values: see
-                :class:`~mlmask_mm.models.algorithms.block_walk.BlockWalk`.
+                :class:`~mlmask_mm.models.utils.block_walk.BlockWalk`.
 
         Every tensor has the class token first: B x (K + 1) x D.
         """

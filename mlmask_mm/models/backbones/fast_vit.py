@@ -16,9 +16,9 @@ from typing import Optional, Union
 import torch
 
 from mlmask_mm.registry import MODELS
-from .fast_blocks import (CompiledForward, check_fast_layers, fast_layers,
+from ..utils.fast_blocks import (CompiledForward, check_fast_layers, fast_layers,
                           refuse_block_compile)
-from .masked_vit import MaskableViT
+from .maskable_vit import MaskableViT
 
 
 def _encode_visible(vit: 'FastMAEViT', tokens: torch.Tensor,

@@ -1,0 +1,3 @@
+from .mlo_cls_head import MLOClsHead
+
+__all__ = ['MLOClsHead']

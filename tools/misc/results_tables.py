@@ -53,7 +53,7 @@ SETTINGS = {
 #: labels that are no pretraining of their config (kept out of metafiles)
 UNTRAINED = {'random-init'}
 
-#: config folder -> its README's block name
+#: config folders whose README holds a ``configs-<folder>`` block
 METHOD_FOLDERS = ('mae', 'mlo_mae', 'sg_mae', 'cl_mae')
 
 BLOCK_RE = re.compile(r'(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)'
@@ -84,8 +84,9 @@ def mean_std(values):
 
 
 def load_studies(root):
-    """Setting -> ordered {label: row}; a row is the summary entry plus
-    ``json`` (its file) and ``date``."""
+    """Setting -> ordered {label: row}; a row is the JSON's summary entry
+    plus ``json`` (its file), ``date``, ``settings`` and ``runs`` (its
+    per-run records)."""
     studies = {name: {} for name in SETTINGS}
     budgets = {}
     for path, setting in STUDY_JSONS.items():
@@ -227,7 +228,7 @@ def _primary_settings():
     return [s for s, info in SETTINGS.items() if info['primary']]
 
 
-def render_headline(studies, from_dir='docs'):
+def render_headline(studies):
     """Primary probe per label and setting (mean ± std, n seeds)."""
     settings = _primary_settings()
     labels = []
@@ -263,7 +264,7 @@ def verdict(row, ref, key):
     return diff, 'above' if diff > 0 else 'below'
 
 
-def render_vs_mae(studies, from_dir='docs'):
+def render_vs_mae(studies):
     """Every label against plain MAE of the same setting, primary probe."""
     lines = ['| setting | label | primary probe | plain MAE | difference | '
              'reading (beyond 2 x the larger std) |',
@@ -341,7 +342,7 @@ MASK_COLUMNS = (('flip same (ref.)', 'flip_same', 'flip_reference'),
                 ('mask specificity', 'mask_specificity', None))
 
 
-def render_masks(studies, from_dir='docs'):
+def render_masks(studies):
     """Masks on whole images, per run (tools/analysis_tools mask test)."""
     lines = ['| setting | label | seed | '
              + ' | '.join(h for h, _, _ in MASK_COLUMNS) + ' |',

@@ -165,15 +165,25 @@ def test_every_config_is_listed_in_metafile_and_readme():
             assert f'`{osp.basename(cfg)}`' in readme, (folder, cfg)
 
 
+def _anchors(path):
+    """GitHub's heading anchors of a markdown file."""
+    heads = re.findall(r'^#+ (.*)$', open(path).read(), re.M)
+    return {re.sub(r'[^\w\- ]', '', h.strip().lower()).replace(' ', '-')
+            for h in heads}
+
+
 @pytest.mark.parametrize('page', [f'configs/{f}/README.md' for f in FOLDERS]
                          + ['docs/results.md'])
 def test_relative_links_resolve(page):
     text = open(osp.join(REPO, page)).read()
-    for target in re.findall(r'\]\(([^)#\s]+)(?:#[^)]*)?\)', text):
+    for target, anchor in re.findall(r'\]\(([^)#\s]*)(?:#([^)]*))?\)', text):
         if '://' in target:
             continue
-        assert osp.exists(osp.join(REPO, osp.dirname(page), target)), \
-            f'{page}: {target}'
+        path = osp.join(REPO, osp.dirname(page), target) if target else \
+            osp.join(REPO, page)
+        assert osp.exists(path), f'{page}: {target}'
+        if anchor and path.endswith('.md'):
+            assert anchor in _anchors(path), f'{page}: {target}#{anchor}'
 
 
 def test_results_md_is_short_and_states_the_rule():

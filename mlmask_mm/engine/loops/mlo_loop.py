@@ -135,7 +135,7 @@ class MLOTrainLoop(BaseLoop):
             0, n, 2n, ... (paper: n = 1; n = 5 costs 2/3 of the time).
         mae_batches_per_iter: K, the MAE batches of one outer iteration,
             one per level-1 step (default: the model's
-            ``hypergrad['unroll_steps']``; 1 = one batch reused by the K
+            ``options.hypergrad.unroll_steps``; 1 = one batch reused by the K
             steps).  The MAE dataloader then reads K x ``batch_size``
             images at a time (one loader batch per outer iteration, so
             epoch-based schedules count outer iterations) and each is
@@ -537,7 +537,9 @@ def split_batch(batch: dict, parts: int) -> Union[dict, List[dict]]:
 def _check_batches_per_iter(value, model) -> int:
     if value is None:
         module = model.module if is_model_wrapper(model) else model
-        value = getattr(module, 'hypergrad', {}).get('unroll_steps', 1)
+        hypergrad = getattr(getattr(module, 'options', None), 'hypergrad',
+                            None)
+        value = 1 if hypergrad is None else hypergrad.unroll_steps
     if not isinstance(value, int) or value < 1:
         raise ValueError('train_cfg.mae_batches_per_iter must be a positive '
                          f'int or None (the model\'s unroll steps), got '

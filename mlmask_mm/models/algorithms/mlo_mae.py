@@ -23,7 +23,7 @@ every n iterations) is ``MLOTrainLoop`` in :mod:`mlmask_mm.engine.loops`.
 """
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -43,22 +43,7 @@ from ..utils import hypergrad as hg
 from ..utils.mask_specificity import mask_specificity
 from ..utils.parts import part_of_children
 from .masked_mae import MaskedMAE
-
-FEATURES = ('gap', 'cls')
-# ξ1 = ξ2 = 1: the official code's weighting (betty's darts: both paths of
-# the hypergradient with weight 1, no learning-rate factor); 'lr' reads ξ
-# from the 'mae' / 'head' optimizer's current learning rate (the unrolled-SGD
-# reading of the paper's App. A); a number is used as it is.
-OFFICIAL_XI = 1.0
-XI_FROM_LR = 'lr'
-HYPERGRAD_DEFAULTS = dict(
-    mode='exact',  # or 'finite_difference'
-    unroll_steps=1,  # K level-1 steps per outer iteration
-    unroll='exact',  # or 'last' (only the last level-1 step)
-    fd_radius=1e-2,  # r of ε = r / ‖v‖ (finite differences)
-    head_term='double_backward',  # or 'finite_difference' (betty-style)
-    xi1=OFFICIAL_XI,  # weight of the level-1 step (masking product, H1)
-    xi2=OFFICIAL_XI)  # weight of the level-2 step (head term)
+from .mlo_mae_options import XI_FROM_LR, MLOMAEOptions
 
 
 @dataclass
@@ -96,7 +81,8 @@ class MLOMAE(MaskedMAE):
             'LinearClsHead', num_classes=10, in_channels=192)``.
         feature: 'gap' (mean of the patch tokens) or 'cls' (class token) of
             the encoder on the whole image.
-        hypergrad: options of the hypergradient, see ``HYPERGRAD_DEFAULTS``;
+        hypergrad: options of the hypergradient, see
+            :class:`~.mlo_mae_options.HypergradOptions`;
             ``xi1`` / ``xi2`` weigh its two paths (1.0: the official code;
             ``'lr'``: the optimizers' learning rates, unrolled SGD), see
             ``docs/mlo_mae.md``.
@@ -161,26 +147,16 @@ class MLOMAE(MaskedMAE):
                 'MLOMAE needs model.downstream_head, e.g. dict(type='
                 "'LinearClsHead', num_classes=..., in_channels=...), got "
                 f'{downstream_head!r}')
-        if feature not in FEATURES:
-            raise ValueError(f'MLOMAE feature must be one of {FEATURES}, '
-                             f'got {feature!r}')
-        if amp not in (None, 'bf16'):
-            raise ValueError(f"MLOMAE amp must be None or 'bf16', got "
-                             f'{amp!r}')
-        mode = (hypergrad or {}).get('mode', HYPERGRAD_DEFAULTS['mode'])
-        if kwargs.get('compile') and mode == 'exact':
-            raise ValueError(
-                "model.compile with model.hypergrad.mode='exact' is not "
-                'supported: the exact hypergradient differentiates the '
-                'encoder twice (double backward), which torch.compile '
-                "(aot_autograd) does not support; use mode='finite_"
-                "difference' with compile, or compile=False")
+        options = MLOMAEOptions.from_config(
+            feature=feature, amp=amp,
+            learnable_pos_embed=learnable_pos_embed, hypergrad=hypergrad,
+            compile=kwargs.get('compile', False))
         super().__init__(backbone=backbone, neck=neck, head=head,
                          masker=masker, **kwargs)
+        #: the checked settings (:class:`MLOMAEOptions`), read-only
+        self.options = options
         with DefaultScope.overwrite_default_scope('mlmask_mm'):
             self.downstream_head = MODELS.build(downstream_head)
-        self.feature = feature
-        self.amp = amp
         if learnable_pos_embed:
             self.backbone.pos_embed.requires_grad_(True)
             decoder_pos = getattr(self.neck, 'decoder_pos_embed', None)
@@ -190,26 +166,24 @@ class MLOMAE(MaskedMAE):
                     'decoder_pos_embed (MAEPretrainDecoder), got neck '
                     f'{type(self.neck).__name__}')
             decoder_pos.requires_grad_(True)
-        unknown = set(hypergrad or {}) - set(HYPERGRAD_DEFAULTS)
-        if unknown:
-            raise ValueError(
-                f'unknown model.hypergrad option(s) {sorted(unknown)}; '
-                f'known: {sorted(HYPERGRAD_DEFAULTS)}')
-        self.hypergrad = {**HYPERGRAD_DEFAULTS, **(hypergrad or {})}
-        h = self.hypergrad
-        hg.check_options(h['mode'], h['unroll'], h['unroll_steps'],
-                         h['fd_radius'], h['head_term'])
-        for key in ('xi1', 'xi2'):
-            value = h[key]
-            if value != XI_FROM_LR and not (
-                    isinstance(value, (int, float))
-                    and not isinstance(value, bool) and value >= 0):
-                raise ValueError(
-                    f'model.hypergrad.{key} must be a number >= 0 (1.0: the '
-                    f"official weighting) or '{XI_FROM_LR}' (the optimizer's"
-                    f' learning rate), got {value!r}')
         self.last_hypergradient: Optional[Dict[str, Tensor]] = None
         self._warned_eps = False
+
+    # ------------------------------------------------------------------
+    # the options (MLOMAEOptions, read-only)
+    # ------------------------------------------------------------------
+    @property
+    def feature(self) -> str:
+        return self.options.feature
+
+    @property
+    def amp(self) -> Optional[str]:
+        return self.options.amp
+
+    @property
+    def hypergrad(self) -> dict:
+        """``model.hypergrad`` with its defaults, as a dict (a copy)."""
+        return asdict(self.options.hypergrad)
 
     # ------------------------------------------------------------------
     # parts and their parameters
@@ -319,13 +293,13 @@ class MLOMAE(MaskedMAE):
             optimizer's ε) and hypergrad_head_share (‖ξ2 ∇²θ1θ2 L2 g2‖ /
             ‖g1‖, the head path against the direct path).
         """
-        K = self.hypergrad['unroll_steps']
+        K = self.options.hypergrad.unroll_steps
         batches = [mae_batch] * K if isinstance(mae_batch, dict) else list(
             mae_batch)
         if len(batches) != K:
             raise ValueError(f'outer_step got {len(batches)} MAE batches '
                              f'for hypergrad.unroll_steps={K}')
-        last_only = self.hypergrad['unroll'] == 'last'
+        last_only = self.options.hypergrad.unroll == 'last'
         logs: Dict[str, Tensor] = {}
 
         # level 1: K MAE steps on Σ m p ℓ / Σ m, masker frozen
@@ -411,7 +385,7 @@ class MLOMAE(MaskedMAE):
                     theta2: Dict[str, Tensor], train: dict, val: dict,
                     optim_wrapper) -> Dict[str, Tensor]:
         """The masking network's step: φ ← optimizer(∇φ L3(θ1', θ2'))."""
-        h = self.hypergrad
+        h = self.options.hypergrad
         xi1 = self.xi('xi1', optim_wrapper['mae'])
         xi2 = self.xi('xi2', optim_wrapper['head'])
         train_x, val_x = (self._images(d['inputs']) for d in (train, val))
@@ -439,8 +413,8 @@ class MLOMAE(MaskedMAE):
                 {n: p.detach() for n, p in self.part_params('mae').items()},
                 theta2,
                 {n: p.detach() for n, p in self.part_params('head').items()},
-                phi, xi1, xi2, mode=h['mode'], unroll=h['unroll'],
-                fd_radius=h['fd_radius'], head_term=h['head_term'],
+                phi, xi1, xi2, mode=h.mode, unroll=h.unroll,
+                fd_radius=h.fd_radius, head_term=h.head_term,
                 reduce=average_over_ranks)
         for n, p in self.part_params('masker').items():
             p.grad = res.grad[n].to(p.dtype)
@@ -458,7 +432,7 @@ class MLOMAE(MaskedMAE):
     def xi(self, key: str, optim_wrapper) -> float:
         """ξ1 ('xi1') or ξ2 ('xi2'): the configured number, or the current
         learning rate of ``optim_wrapper`` with ``'lr'``."""
-        value = self.hypergrad[key]
+        value = getattr(self.options.hypergrad, key)
         if value == XI_FROM_LR:
             return float(optim_wrapper.get_lr()['lr'][0])
         return float(value)

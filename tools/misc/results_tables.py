@@ -206,8 +206,9 @@ def render_setting(studies, setting, from_dir='docs'):
     """One setting's description and table: every label, every metric."""
     rows = list(studies[setting].values())
     columns = _metric_columns(rows)
-    head = ['label', 'config', 'seeds', 'length', 'MAE-step eq.',
-            'mask specificity'] + [h for _, h in columns] + ['JSON']
+    head = ['label', 'config', 'seeds', 'length', 'cost ratio',
+            'MAE-step eq.', 'mask specificity'] + [h for _, h in columns] + \
+        ['JSON']
     lines = ['| ' + ' | '.join(head) + ' |',
              '|' + '|'.join(['---'] * 4 + ['---:'] * (len(head) - 5)
                             + ['---']) + '|']
@@ -215,7 +216,8 @@ def render_setting(studies, setting, from_dir='docs'):
         config = ('(untrained) ' if row['label'] in UNTRAINED else '') + \
             _config_link(row['config'], from_dir)
         cells = [row['label'], config, _seeds(row), _length(row),
-                 f"{row['mae_steps']:.0f}", _cell(row, 'mask_specificity', 2)]
+                 f"{row['ratio']:g}", f"{row['mae_steps']:.0f}",
+                 _cell(row, 'mask_specificity', 2)]
         cells += [_cell(row, key) for key, _ in columns]
         cells.append(f"[{osp.basename(row['json'])}]"
                      f"({osp.relpath(row['json'], from_dir)})")

@@ -1,5 +1,6 @@
 """Self-Guided MAE's math: exploitation-rate rollout, Ncut solver, graph
 features, relevance ranking and hints (docs/self_guided_mae.md)."""
+import dataclasses
 import warnings
 
 import numpy as np
@@ -283,7 +284,7 @@ def test_graph_features_are_the_attention_output_before_projection(layer):
     assert got.shape == (2, 16, 32)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
     # the block-output option gives the residual stream instead
-    model.features = 'blocks'
+    model.options = dataclasses.replace(model.options, features='blocks')
     torch.testing.assert_close(model.token_features(tokens),
                                block(x)[:, 1:], rtol=1e-10, atol=1e-10)
 

@@ -48,17 +48,7 @@ from ..utils.self_guided_ncut import (SolverLog, affinity, fiedler_vector,
                                       fiedler_vector_exact, mean_token_cosine,
                                       object_relevance, spectrum_floor)
 from .masked_mae import MaskedMAE
-
-GENERATIONS = ('once', 'refresh', 'iteration')
-FEATURES = ('values', 'blocks')
-CRITERIA = ('crossing', 'fixed')
-
-
-def _check_keys(name: str, given: dict, allowed: Sequence[str]) -> None:
-    unknown = sorted(set(given) - set(allowed))
-    if unknown:
-        raise ValueError(f'SelfGuidedMAE: unknown {name} settings {unknown}; '
-                         f'allowed: {sorted(allowed)}')
+from .self_guided_options import SelfGuidedOptions
 
 
 @MODELS.register_module()
@@ -120,61 +110,12 @@ class SelfGuidedMAE(MaskedMAE):
                 f'SelfGuidedMAE: informed_masker.mask_ratio='
                 f'{self.informed_masker.mask_ratio} differs from the random '
                 f'masker\'s {self.masker.mask_ratio}')
-        if features not in FEATURES:
-            raise ValueError(f'SelfGuidedMAE: features must be one of '
-                             f'{FEATURES}, got {features!r}')
-        depth = len(self.backbone.layers)
-        if not -depth <= feature_layer < depth:
-            raise ValueError(f'SelfGuidedMAE: feature_layer={feature_layer} '
-                             f'is not a block of the {depth}-block encoder')
-        self.features, self.feature_layer = features, feature_layer
-        self.ncut = dict(tau=0.0, eps=1e-5, tol=1e-4, max_iters=500,
-                         patience=48, block=4, power_steps=3,
-                         degenerate_cos=0.99)
-        _check_keys('ncut', ncut or {}, self.ncut)
-        self.ncut.update(ncut or {})
-        if generation not in GENERATIONS:
-            raise ValueError(f'SelfGuidedMAE: generation must be one of '
-                             f'{GENERATIONS}, got {generation!r}')
-        if (generation == 'refresh') != (refresh_interval is not None):
-            raise ValueError(
-                "SelfGuidedMAE: refresh_interval is set with (and only with) "
-                f"generation='refresh', got generation={generation!r}, "
-                f'refresh_interval={refresh_interval!r}')
-        if refresh_interval is not None and (
-                not isinstance(refresh_interval, int) or refresh_interval < 1):
-            raise ValueError('SelfGuidedMAE: refresh_interval must be an '
-                             f'integer >= 1, got {refresh_interval!r}')
-        self.generation, self.refresh_interval = generation, refresh_interval
-        self.switch = dict(criterion='crossing', by_epoch=True, interval=1,
-                           earliest=1, fallback=None, start=None)
-        _check_keys('switch', switch or {}, self.switch)
-        self.switch.update(switch or {})
-        sw = self.switch
-        if sw['criterion'] not in CRITERIA:
-            raise ValueError(f'SelfGuidedMAE: switch.criterion must be one '
-                             f"of {CRITERIA}, got {sw['criterion']!r}")
-        if (sw['criterion'] == 'fixed') != (sw['start'] is not None):
-            raise ValueError(
-                "SelfGuidedMAE: switch.start is set with (and only with) "
-                f"criterion='fixed', got {sw['criterion']!r}, "
-                f"start={sw['start']!r}")
-        if sw['fallback'] is not None and sw['fallback'] < sw['earliest']:
-            raise ValueError(f"SelfGuidedMAE: switch.fallback="
-                             f"{sw['fallback']} is before switch.earliest="
-                             f"{sw['earliest']}")
-        if not isinstance(sw['interval'], int) or sw['interval'] < 1:
-            raise ValueError('SelfGuidedMAE: switch.interval must be an '
-                             f"integer >= 1, got {sw['interval']!r}")
-        h_t, h_end = hint_ratio
-        for h in (h_t, h_end):
-            if not 0 <= h < 1:
-                raise ValueError(f'SelfGuidedMAE: hint_ratio={hint_ratio} '
-                                 'must lie in [0, 1)')
-        self.hint_schedule = (float(h_t), float(h_end))
-        self.measurement = dict(num_images=256, seed=0)
-        _check_keys('measurement', measurement or {}, self.measurement)
-        self.measurement.update(measurement or {})
+        #: the checked settings (:class:`SelfGuidedOptions`), read-only
+        self.options = SelfGuidedOptions.from_config(
+            len(self.backbone.layers), features=features,
+            feature_layer=feature_layer, ncut=ncut, generation=generation,
+            refresh_interval=refresh_interval, switch=switch,
+            hint_ratio=hint_ratio, measurement=measurement)
         # state (state_tensors)
         self.switch_at: Optional[int] = None   # T, in switch units
         self.switch_iter: Optional[int] = None  # T, in iterations
@@ -185,6 +126,40 @@ class SelfGuidedMAE(MaskedMAE):
         # mean token cosine of the last solve's features, per image
         self.feature_cosine: Optional[torch.Tensor] = None
         self._clock = (0, 1)  # (iteration, max_iters) for the hint ratio
+
+    # -------------------------------------------- the options (read-only)
+    @property
+    def features(self) -> str:
+        return self.options.features
+
+    @property
+    def feature_layer(self) -> int:
+        return self.options.feature_layer
+
+    @property
+    def ncut(self) -> dict:
+        return self.options.ncut
+
+    @property
+    def generation(self) -> str:
+        return self.options.generation
+
+    @property
+    def refresh_interval(self) -> Optional[int]:
+        return self.options.refresh_interval
+
+    @property
+    def switch(self) -> dict:
+        return self.options.switch
+
+    @property
+    def hint_schedule(self) -> Tuple[float, float]:
+        """(h_T, h_end) of the hint ratio's linear decay."""
+        return self.options.hint_ratio
+
+    @property
+    def measurement(self) -> dict:
+        return self.options.measurement
 
     # ---------------------------------------------------------------- state
     @property

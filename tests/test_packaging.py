@@ -17,7 +17,6 @@ from conftest import REPO
 from mmengine.config import Config
 
 from mlmask_mm import paths
-from mlmask_mm.evaluation import study
 
 #: files whose only content is a `_base_` to a sibling (short names)
 ALIASES = {'configs/mlo_mae/vitb_in1k.py'}
@@ -53,8 +52,8 @@ def test_paths_find_the_checkout_configs_and_tools():
     assert paths.resource_root() == REPO
     assert paths.config_path('mae/mae_vit-tiny-p4_demo.py') == osp.join(
         REPO, 'configs', 'mae', 'mae_vit-tiny-p4_demo.py')
-    assert study.tool('convert') == osp.join(
-        REPO, 'tools', 'model_converters', 'mlmask2backbone.py')
+    assert paths.tool_path('model_converters/mlmask2backbone.py') == \
+        osp.join(REPO, 'tools', 'model_converters', 'mlmask2backbone.py')
     with pytest.raises(FileNotFoundError, match='nothing.py is not in'):
         paths.config_path('mae/nothing.py')
     with pytest.raises(FileNotFoundError, match='train2.py is not in'):
@@ -134,7 +133,8 @@ def _build(hook: str, src: str, out: str) -> str:
 def test_sdist_and_wheel_ship_configs_tools_and_license(tmp_path):
     """sdist of a copy of the checkout, the wheel built from that sdist (as
     `python -m build` does), then the wheel unpacked and used: paths, the
-    study's tools and a config with relative `_base_` come from .mim."""
+    tools and a config with relative `_base_` come from .mim; the study and
+    benchmark harnesses (tools/study, tools/benchmark) stay out."""
     src = tmp_path / 'src'
     ignore = shutil.ignore_patterns('__pycache__', '*.pyc', '*.egg-info')
     for name in SOURCES:
@@ -166,6 +166,12 @@ def test_sdist_and_wheel_ship_configs_tools_and_license(tmp_path):
                  'dataset_converters/cifar_to_folders.py'):
         assert mim + 'tools/' + tool in files, tool
     assert mim + 'model-index.yml' in files
+    harness = sorted(f for f in files if f.startswith((
+        'mlmask_mm/benchmark/', 'mlmask_mm/evaluation/study',
+        mim + 'tools/study/', mim + 'tools/benchmark/',
+        mim + 'tools/misc/study', mim + 'tools/analysis_tools/benchmark')))
+    assert not harness, harness
+    assert 'tools/study/study.py' in names  # the sdist keeps it
     assert any(f.endswith('.dist-info/licenses/LICENSE') for f in files)
     assert not any('__pycache__' in f for f in files)
 
@@ -174,9 +180,8 @@ def test_sdist_and_wheel_ship_configs_tools_and_license(tmp_path):
         'import os.path as osp\n'
         'from mmengine.config import Config\n'
         'from mlmask_mm import paths\n'
-        'from mlmask_mm.evaluation import study\n'
         'print(paths.resource_root())\n'
-        'print(study.tool("train"))\n'
+        'print(paths.tool_path("train.py"))\n'
         'cfg = Config.fromfile(paths.config_path('
         '"cl_mae/cl-mae_vit-tiny-p4_1xb64-coslr-10k_cifar10.py"))\n'
         'print(cfg.model.type, cfg.train_dataloader.dataset.data_root)\n')

@@ -12,7 +12,7 @@ process.  A config may be one of mmpretrain's
 (``mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py``).
 Prints a table of ms/step, images/s, peak memory and the ratio to the first
 config, then the JSON (also written to ``--out``).  The timing core is
-:mod:`mlmask_mm.benchmark`; see docs/benchmarks.md.
+tools/benchmark/; see docs/benchmarks.md.
 """
 import argparse
 import os.path as osp
@@ -20,9 +20,13 @@ import sys
 
 import torch
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOLS_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(TOOLS_DIR)
 if REPO not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, REPO)
+if sys.path[:1] != [TOOLS_DIR]:  # the harness package tools/benchmark,
+    # ahead of tools/analysis_tools (which holds this benchmark.py)
+    sys.path.insert(0, TOOLS_DIR)
 
 from mmengine.config import DictAction  # noqa: E402
 
@@ -95,7 +99,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from mlmask_mm.benchmark import benchmark_configs, write_json
+    from benchmark import benchmark_configs, write_json
     if args.threads:
         torch.set_num_threads(args.threads)
     out = benchmark_configs(

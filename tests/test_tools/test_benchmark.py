@@ -1,19 +1,20 @@
-"""mlmask_mm.benchmark and tools/analysis_tools/benchmark.py on tiny models
+"""tools/benchmark and tools/analysis_tools/benchmark.py on tiny models
 (CPU, 1-2 steps; no timing is asserted)."""
 import glob
 import json
 import os.path as osp
+import sys
 
 import pytest
 import torch
-from conftest import load_tool
+from conftest import REPO, load_tool
 from mmengine.config import Config
 
-from mlmask_mm.benchmark import (PeakMemory, TrainStepVariant, crop_size,
-                                 load_config, set_precision, summarise,
-                                 time_interleaved)
+sys.path.insert(0, osp.join(REPO, 'tools'))  # tools/benchmark, not installed
+from benchmark import (PeakMemory, TrainStepVariant, crop_size,  # noqa: E402
+                       load_config, set_precision, summarise,
+                       time_interleaved)
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CPU = torch.device('cpu')
 
 MODEL = """

@@ -1,14 +1,17 @@
 """A study spread over machines: --reuse takes the finished runs of an
 earlier study.json instead of running them again, and the tables are
-written after every run (mlmask_mm/evaluation/study_reuse.py)."""
+written after every run (tools/study/reuse.py)."""
 import json
 import os
 import os.path as osp
+import sys
 
 import pytest
 
 from conftest import REPO, make_image_folder
-from mlmask_mm.evaluation import study
+
+sys.path.insert(0, osp.join(REPO, 'tools'))  # tools/study, not installed
+import study  # noqa: E402
 
 MAE_DEMO = osp.join(REPO, 'configs', 'mae', 'mae_vit-tiny-p4_demo.py')
 MLO_10K = osp.join(REPO, 'configs', 'mlo_mae',
@@ -160,7 +163,7 @@ def test_mask_content_step_per_trained_run(tmp_path):
         '--mask-content', '32', '--out-dir', str(tmp_path / 'out'),
         '--dry-run']))
     s.run()
-    cmds = [c for c in s.commands if 'mask_content_test.py' in c]
+    cmds = [c for c in s.commands if 'analyze_mask_content.py' in c]
     assert len(cmds) == 2
     for cmd, run in zip(cmds, s.runs):
         assert f'{run["checkpoint"]} --data {data}/train ' in cmd

@@ -5,16 +5,19 @@ import glob
 import json
 import os
 import os.path as osp
+import sys
 
 import pytest
 import torch
 from mmengine.config import Config
 
 from conftest import REPO, load_tool, make_image_folder, tiny_config
-from mlmask_mm.evaluation import study
 from mlmask_mm.evaluation.checkpoint_images import build_model
-from mlmask_mm.evaluation.study_continue import (kept_checkpoints,
-                                                 logged_mean, spent_budget)
+
+sys.path.insert(0, osp.join(REPO, 'tools'))  # tools/study, not installed
+import study  # noqa: E402
+from study.continued import kept_checkpoints, logged_mean  # noqa: E402
+from study.continued import spent_budget  # noqa: E402
 
 MAE_DEMO = osp.join(REPO, 'configs', 'mae', 'mae_vit-tiny-p4_demo.py')
 MLO_10K = osp.join(REPO, 'configs', 'mlo_mae',

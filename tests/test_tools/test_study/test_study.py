@@ -12,7 +12,9 @@ import torch
 from mmengine.config import Config
 
 from conftest import REPO, load_tool, make_image_folder, tiny_config
-from mlmask_mm.evaluation import study
+
+sys.path.insert(0, osp.join(REPO, 'tools'))  # tools/study, not installed
+import study  # noqa: E402
 
 CLASSES = ('a', 'b', 'c', 'd', 'e', 'f')
 MAE_DEMO = osp.join(REPO, 'configs', 'mae', 'mae_vit-tiny-p4_demo.py')
@@ -139,7 +141,7 @@ def test_study_end_to_end_then_nothing_reruns(tiny, monkeypatch):
 
     # a second call finds every output and runs nothing
     calls = []
-    monkeypatch.setattr(study, 'run_command',
+    monkeypatch.setattr(study.steps, 'run_command',
                         lambda *a, **k: calls.append(a) or 0.0)
     again = study.main(_argv(tiny, out))
     assert calls == []
@@ -162,7 +164,7 @@ def test_interrupted_pretraining_resumes_from_its_last_checkpoint(
         seconds.append(real(*a, **k))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(study, 'run_command', stopped)
+    monkeypatch.setattr(study.steps, 'run_command', stopped)
     with pytest.raises(KeyboardInterrupt):
         study.main(argv)
     pretrain = out / 'runs' / 'tiny_mae' / 'iters4_seed1' / 'pretrain'
@@ -173,7 +175,7 @@ def test_interrupted_pretraining_resumes_from_its_last_checkpoint(
         seconds.append(real(*a, **k))
         return seconds[-1]
 
-    monkeypatch.setattr(study, 'run_command', timed)
+    monkeypatch.setattr(study.steps, 'run_command', timed)
     # interrupted after iteration 2
     os.remove(pretrain / 'iter_4.pth')
     (pretrain / 'last_checkpoint').write_text(str(pretrain / 'iter_2.pth'))
@@ -402,7 +404,7 @@ def test_subprocess_steps_log_and_fail_with_the_log_tail(tmp_path):
         'print("path", os.environ.get("PYTHONPATH", "").split(os.pathsep)[0])\n'
         'sys.exit(int(sys.argv[1]))\n')
     log = str(tmp_path / 'step.log')
-    study.run_command([sys.executable, str(script), '0'], log)
+    study.run_command([sys.executable, str(script), '0'], log, root=REPO)
     text = open(log).read()
     assert f'cwd {REPO}' in text and f'path {REPO}' in text
     with pytest.raises(RuntimeError, match=r'failed \(exit 3\)'):

@@ -1,15 +1,20 @@
-"""The study's GPU mode (mlmask_mm/evaluation/study_gpu.py): the probe
+"""The study's GPU mode (tools/study/gpu_mode.py): the probe
 part, the cost ratios from the benchmark CLI's JSON, the study's arguments
 (batch, learning-rate scaling, continuation point) and its refusals."""
 import json
 import os
 import os.path as osp
+import sys
 
 import pytest
 import torch
 
 from conftest import REPO, make_image_folder
-from mlmask_mm.evaluation import study, study_gpu
+
+# tools/study and tools/benchmark, not installed
+sys.path.insert(0, osp.join(REPO, 'tools'))
+import study  # noqa: E402
+from study import gpu_mode as study_gpu  # noqa: E402
 
 
 def test_probe_part_links_the_first_files_of_each_class(tmp_path):
@@ -88,7 +93,7 @@ def test_dry_run_commands(tmp_path):
     assert len(fewshot) == 10 and all('--device cuda' in c and
                                       '--feature mean_patch' in c
                                       for c in fewshot)
-    content = [c for c in cmds if 'mask_content_test.py' in c]
+    content = [c for c in cmds if 'analyze_mask_content.py' in c]
     assert len(content) == 8 and all('--num-images 256' in c
                                      for c in content)
     record = json.load(open(osp.join(out, 'study_gpu.json')))

@@ -10,8 +10,10 @@ measured on the GPU itself (``tools/analysis_tools/benchmark.py`` at the
 study's batch) unless a cost file is given.  ``study_gpu.json`` records
 the device, torch version and wall time of the whole study.
 
-The study itself is :mod:`mlmask_mm.evaluation.study`; this module only
-chooses its arguments, prepares the probe part and measures the costs.
+The study itself is :mod:`study.study`; this module only chooses its
+arguments, prepares the probe part and measures the costs.  Configs and
+tools come from the study's root (``--root DIR``, else the current working
+directory).
 """
 import argparse
 import datetime
@@ -22,7 +24,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from ..paths import config_path
+from .running import study_root
 
 #: label -> config, the CPU study's (docs/study.md) in its run order
 CONFIGS = (
@@ -74,8 +76,7 @@ def measure_costs(configs: Sequence[str], batch_size: int, out: str,
     """One training step of each config at ``batch_size`` timed against
     plain MAE's (the first), interleaved in this process; the benchmark
     CLI's JSON is written to ``out`` (``study.py --cost-file`` reads it)."""
-    from ..benchmark import benchmark_configs
-    from ..benchmark.timing import write_json
+    from benchmark import benchmark_configs, write_json
     result = benchmark_configs(configs, batch_size=batch_size, iters=iters,
                                warmup=warmup, device=device)
     write_json(result, out)
@@ -83,11 +84,18 @@ def measure_costs(configs: Sequence[str], batch_size: int, out: str,
     return result['ratios_vs_first']
 
 
+def config_path(name: str, root: Optional[str] = None) -> str:
+    """A config below ``ROOT/configs/``."""
+    return osp.join(study_root(root), 'configs', name)
+
+
 def study_argv(data: str, out_dir: str, cost_file: str, iters: int,
                batch_size: int, seeds: Sequence[int], workers: int,
                device: str, mask_content: int,
-               extra: Sequence[str] = ()) -> List[str]:
+               extra: Sequence[str] = (),
+               root: Optional[str] = None) -> List[str]:
     """The ``tools/misc/study.py`` arguments of the GPU mode."""
+    root = study_root(root)
     if iters % 10:
         raise ValueError(f'study_gpu: --iters must be a multiple of 10 (MLO '
                          f'continues from the MAE checkpoint at '
@@ -96,7 +104,7 @@ def study_argv(data: str, out_dir: str, cost_file: str, iters: int,
     if batch_size != CONFIG_BATCH:
         options += [f'auto_scale_lr.base_batch_size={CONFIG_BATCH}',
                     'auto_scale_lr.enable=True']
-    argv = [config_path(c) for _, c in CONFIGS]
+    argv = [config_path(c, root) for _, c in CONFIGS]
     argv += ['--labels', *(label for label, _ in CONFIGS),
              '--data', data, '--train-split', 'train',
              '--probe-split', 'probe', '--val-split', 'test',
@@ -104,13 +112,13 @@ def study_argv(data: str, out_dir: str, cost_file: str, iters: int,
              '--cfg-options', *options,
              '--continue', f'mlo-mae=mae@{int(iters * CONTINUE_AT)}',
              '--random-init', '--probes', 'linear', 'fewshot',
-             '--probe-config', config_path(PROBE_CONFIG),
+             '--probe-config', config_path(PROBE_CONFIG, root),
              '--probe-epochs', '3',
              '--shots', '1', '4', '16', '64', '256', '500',
              '--fewshot-seeds', '3', '--fewshot-feature', 'mean_patch',
              '--num-workers', str(workers), '--device', device,
              '--seeds', *map(str, seeds), '--out-dir', out_dir,
-             '--in-process']
+             '--in-process', '--root', root]
     if mask_content:
         argv += ['--mask-content', str(mask_content)]
     return argv + list(extra)
@@ -125,6 +133,9 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     p.add_argument('data', help='ROOT with train/ and test/ class folders '
                    '(tools/dataset_converters/cifar10_fewshot_tree.py); '
                    'probe/ is made from train/ when missing')
+    p.add_argument('--root', metavar='DIR',
+                   help='the checkout whose configs and tools the study '
+                   'runs (default: the current working directory)')
     p.add_argument('--out-dir', default='work_dirs/study_gpu')
     p.add_argument('--iters', type=int, default=4000,
                    help='plain-MAE steps per run (divided by each method\'s '
@@ -152,8 +163,9 @@ def parse_args(argv: Optional[Sequence[str]] = None):
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
     import torch
 
-    from . import study
+    from . import cli
     args = parse_args(argv)
+    root = study_root(args.root)
     if args.dry_run and not args.cost_file:
         raise ValueError('study_gpu: --dry-run needs --cost-file (the cost '
                          'ratios are measured on the GPU otherwise)')
@@ -168,14 +180,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     cost_file = args.cost_file
     if cost_file is None:
         cost_file = osp.join(args.out_dir, 'costs_benchmark.json')
-        measure_costs([config_path(c) for _, c in CONFIGS], args.batch_size,
-                      cost_file, device=args.device)
+        measure_costs([config_path(c, root) for _, c in CONFIGS],
+                      args.batch_size, cost_file, device=args.device)
     cost_seconds = time.time() - start
     study_args = study_argv(
         args.data, args.out_dir, cost_file, args.iters, args.batch_size,
         args.seeds, args.num_workers, args.device, args.mask_content,
-        [*args.study_args, *(['--dry-run'] if args.dry_run else [])])
-    result = study.main(study_args)
+        [*args.study_args, *(['--dry-run'] if args.dry_run else [])], root)
+    result = cli.main(study_args)
     cuda = args.device.startswith('cuda') and torch.cuda.is_available()
     record = dict(
         date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),

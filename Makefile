@@ -2,7 +2,8 @@
 # `source .venv/bin/activate`):
 #   make demo          venv + pinned stack + a small MAE pretraining run on the embedded data
 #   make install-full  the same stack + full mmcv (built once, cached), mmseg, mmdet
-#   make test          make install-full, then the test suite
+#   make test          make install-full, then the test suite (slowest 25 listed)
+#   make test-quick    the tests not marked slow (a few minutes), no mmcv build
 #   make demo-cl-mae   venv + the CL-MAE demo run (learned masks, curriculum)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,7 +11,7 @@ PY     := $(VENV)/bin/python
 CORE   := $(VENV)/.core-installed
 FULL   := $(VENV)/.mmcv-installed
 
-.PHONY: demo demo-cl-mae test install install-full clean
+.PHONY: demo demo-cl-mae test test-quick install install-full clean
 
 install: $(CORE)
 
@@ -49,7 +50,12 @@ demo-cl-mae: $(CORE)
 # MLMASK_MM_FULL_STACK=1: a test needing mmseg/mmdet/mmcv.ops fails, not
 # skips, if that part is missing (tests/conftest.py)
 test: $(FULL)
-	MLMASK_MM_FULL_STACK=1 $(PY) -m pytest tests -q
+	MLMASK_MM_FULL_STACK=1 $(PY) -m pytest tests -q --durations=25
+
+# the fast subset while developing: needs only `make install` (tests needing
+# mmseg / mmdet / full mmcv skip without them)
+test-quick: $(CORE)
+	$(PY) -m pytest tests -q -m "not slow" --durations=10
 
 clean:
 	rm -rf $(VENV) work_dirs

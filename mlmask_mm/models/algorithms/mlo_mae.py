@@ -11,7 +11,8 @@ three losses, one outer iteration (:meth:`MLOMAE.outer_step`):
    L2 = its loss on the labelled *train* split;
 3. level 3, φ = masking network: one step along the hypergradient of
    L3 = the head's loss on the held-out *validation* split, differentiated
-   through the level-1 and level-2 steps (:mod:`mlmask_mm.models.utils.hypergrad`).
+   through the level-1 and level-2 steps
+   (:mod:`mlmask_mm.models.utils.hypergrad`).
 
 The masking network is any :class:`ProbabilityMasker` (``MLOMLPMasker``, the
 paper's, or ``MLOTokenMasker``, the light one).  The downstream task is a

@@ -16,8 +16,8 @@ from typing import Optional, Union
 import torch
 
 from mlmask_mm.registry import MODELS
-from ..utils.fast_blocks import (CompiledForward, check_fast_layers, fast_layers,
-                          refuse_block_compile)
+from ..utils.fast_blocks import (CompiledForward, check_fast_layers,
+                                 fast_layers, refuse_block_compile)
 from .maskable_vit import MaskableViT
 
 

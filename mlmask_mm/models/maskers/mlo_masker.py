@@ -8,8 +8,8 @@ every masker, :func:`~.base.num_visible`; at r = 0.75 and L = 64, 196, 256
 exactly int(r L) are masked).  ``MaskResult.scores`` is p, differentiable
 w.r.t. the network's parameters φ: MLO-MAE's level-1 loss Σ m p ℓ / Σ m
 depends on φ only through it, and φ learns from the hypergradient of the
-downstream validation loss (:mod:`mlmask_mm.models.utils.hypergrad`), never from
-this module's own loss.
+downstream validation loss (:mod:`mlmask_mm.models.utils.hypergrad`), never
+from this module's own loss.
 
 The network's input is detached from the encoder by default: with it
 attached, finite-difference hypergradients flip ReLU units between the ±ε

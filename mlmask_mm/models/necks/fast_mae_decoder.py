@@ -16,7 +16,7 @@ from mmpretrain.models.necks import MAEPretrainDecoder
 
 from mlmask_mm.registry import MODELS
 from ..utils.fast_blocks import (CompiledForward, check_fast_layers,
-                                      fast_layers, refuse_block_compile)
+                                 fast_layers, refuse_block_compile)
 
 
 def _decode(neck: 'FastMAEPretrainDecoder', x: torch.Tensor,

@@ -32,7 +32,7 @@ $(FULL): $(CORE) tools/install_mmcv.sh
 	@# transfer stack (mmseg, mmdet) on top of the full mmcv: ~15 s
 	$(PY) -m pip install -q -e ".[dev,seg,det]"
 	@# betty (the official MLO-MAE code's library), only for the differential
-	@# test tests/test_mlo_betty.py: pure Python, declares Python<3.11
+	@# test tests/test_models/test_utils/test_mlo_betty.py: pure Python, declares Python<3.11
 	$(PY) -m pip install -q --no-deps --ignore-requires-python betty-ml==0.2.1
 	$(PY) -c "import mlmask_mm, mmseg.models, mmdet.models, pycocotools"
 	touch $@

@@ -12,8 +12,9 @@ from mlmask_mm.engine.hooks.self_guided_hook import balanced_sample
 from mlmask_mm.models.algorithms import SelfGuidedMAE
 from mlmask_mm.registry import MODELS
 
-SG_DEMO = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                   'configs', 'sg_mae', 'sg-mae_vit-tiny-p4_demo.py')
+from conftest import REPO
+
+SG_DEMO = osp.join(REPO, 'configs', 'sg_mae', 'sg-mae_vit-tiny-p4_demo.py')
 
 
 def sg_config(image_folder, work_dir, max_iters=6, switch=None, **model):

@@ -10,7 +10,7 @@ from mmengine.runner import Runner
 from mlmask_mm.engine.config_checks import prepare_config
 from mlmask_mm.datasets.synthetic import make_image_folder
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from conftest import REPO as ROOT
 CONFIGS = [
     'configs/mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py',
     'configs/cl_mae/cl-mae_vit-base-p16_8xb256-amp-coslr-200e_in1k.py',

@@ -14,7 +14,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from conftest import load_tool, make_image_folder, tiny_config
+from conftest import REPO, load_tool, make_image_folder, tiny_config
 from mlmask_mm.engine.config_checks import prepare_config
 from mlmask_mm.datasets.image_check import BadImageError
 from mlmask_mm.engine.hooks.finite_loss_hook import NonFiniteError
@@ -24,8 +24,7 @@ from mlmask_mm.utils.checkpoint_files import (CheckpointDamagedError,
                                               atomic_write, partial_path,
                                               resolve_resume)
 
-RUNTIME = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                   'configs', '_base_', 'default_runtime.py')
+RUNTIME = osp.join(REPO, 'configs', '_base_', 'default_runtime.py')
 _runs = iter(range(10**6))
 _PRETTY_TEXT = Config.pretty_text  # the real one, for configs written out
 

@@ -11,17 +11,25 @@ import glob
 import importlib.util
 import os
 import os.path as osp
+import sys
 import types
 
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.registry import DefaultScope
 
 import mlmask_mm  # noqa: F401  (registers everything)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'mae', 'mae_vit-tiny-p4_demo.py')
+
+# test modules share helpers (``from test_cl_mae import cl_config``): every
+# folder of tests/ is importable, whichever part of the suite runs
+for _folder, _, _ in os.walk(osp.dirname(osp.abspath(__file__))):
+    if '__pycache__' not in _folder and _folder not in sys.path:
+        sys.path.append(_folder)
 
 
 def load_tool(name: str):
@@ -102,6 +110,29 @@ def tensors(obj, path=''):
     for k, v in items:
         out.update(tensors(v, f'{path}/{k}'))
     return out
+
+
+def differing_tensors(expected: dict, got: dict) -> list:
+    """The paths (of ``tensors``) whose dtype, shape or values differ;
+    the two must hold the same paths."""
+    assert got.keys() == expected.keys()
+    return [k for k in expected if not (
+        expected[k].dtype == got[k].dtype
+        and expected[k].shape == got[k].shape
+        and torch.equal(expected[k], got[k]))]
+
+
+class KillAfter(Hook):
+    """Stop training like a killed job, after iteration ``at`` ended."""
+    priority = 'LOWEST'  # after CheckpointHook (VERY_LOW) has saved
+
+    def __init__(self, at):
+        self.at = at
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        if runner.iter + 1 == self.at:
+            raise KeyboardInterrupt(f'killed after iteration {self.at}')
 
 
 @pytest.fixture(autouse=True)

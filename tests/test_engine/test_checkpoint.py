@@ -14,7 +14,8 @@ from mmengine.hooks import Hook
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner import load_checkpoint
 
-from conftest import DEMO_CONFIG, load_tool, make_image_folder, tiny_config
+from conftest import (DEMO_CONFIG, KillAfter, load_tool, make_image_folder,
+                      tiny_config)
 from mlmask_mm.registry import MODELS
 
 
@@ -38,19 +39,6 @@ class _Batches(Hook):
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         self.paths[runner.iter + 1] = [
             s.img_path for s in data_batch['data_samples']]
-
-
-class _Kill(Hook):
-    """Stop training like a killed job, after iteration ``at`` ended."""
-    priority = 'LOWEST'  # after CheckpointHook (VERY_LOW) has saved
-
-    def __init__(self, at):
-        self.at = at
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
-                         outputs=None):
-        if runner.iter + 1 == self.at:
-            raise KeyboardInterrupt(f'killed after iteration {self.at}')
 
 
 @pytest.fixture(scope='module')
@@ -91,7 +79,7 @@ def test_kill_and_resume_equals_uninterrupted_run(tmp_path, build_runner):
     expected = full.model.state_dict()
 
     killed = build_runner(cfg('killed'), 'ckpt_killed')
-    killed.register_hook(_Kill(K + 1))
+    killed.register_hook(KillAfter(K + 1))
     with pytest.raises(KeyboardInterrupt):
         killed.train()
     ckpt = str(tmp_path / 'killed' / f'iter_{K}.pth')

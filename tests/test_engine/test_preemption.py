@@ -21,7 +21,8 @@ from mmengine.hooks import Hook
 from mmengine.runner import EpochBasedTrainLoop, Runner
 from mmengine.runner.base_loop import BaseLoop
 
-from conftest import REPO, make_image_folder, tensors, tiny_config
+from conftest import (REPO, differing_tensors, make_image_folder, tensors,
+                      tiny_config)
 from mlmask_mm.engine.config_checks import prepare_config
 from mlmask_mm.engine.hooks import preemption_hook
 from mlmask_mm.engine.hooks.preemption_hook import (EXIT_CODE, MARKER,
@@ -80,11 +81,7 @@ def build(cfg, hooks=()):
 def assert_same_tensors(expected_file, got_file, min_state=10):
     expected = tensors(torch.load(expected_file, weights_only=True))
     got = tensors(torch.load(got_file, weights_only=True))
-    assert got.keys() == expected.keys()
-    different = [k for k in expected if not (
-        expected[k].dtype == got[k].dtype
-        and expected[k].shape == got[k].shape
-        and torch.equal(expected[k], got[k]))]
+    different = differing_tensors(expected, got)
     assert not different, f'resumed run differs in {different[:10]}'
     assert len([k for k in expected if k.startswith('/state_dict/')]) \
         >= min_state

@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from conftest import load_tool, make_image_folder
+from conftest import load_tool
 from mlmask_mm.evaluation import mask_content_test
 from mlmask_mm.evaluation.checkpoint_images import build_model as load_model
 from mlmask_mm.evaluation.checkpoint_images import whole_images
@@ -154,15 +154,8 @@ def test_bad_input_is_named():
 def test_tool_on_a_cl_mae_checkpoint(tmp_path):
     """The tool runs on a checkpoint + config, reads whole images, and
     leaves the config it was given as it was (whole_images copies it)."""
-    from test_cl_mae import build_model, cl_config
-    root = make_image_folder(str(tmp_path / 'images'))
-    cfg = cl_config(root, str(tmp_path / 'work'))
-    cfg_path = str(tmp_path / 'cl.py')
-    cfg.dump(cfg_path)
-    model, _ = build_model()
-    model.set_curriculum(-0.5)
-    ckpt = str(tmp_path / 'a.pth')
-    torch.save(dict(state_dict=model.state_dict(), meta=dict()), ckpt)
+    from test_cl_mae import cl_checkpoint
+    cfg_path, ckpt = cl_checkpoint(tmp_path)
     tool = load_tool('analysis_tools/analyze_mask_content')
     out = str(tmp_path / 'c.json')
     row = tool.main([cfg_path, ckpt, '--num-images', '6', '--shift', '1',
@@ -173,7 +166,7 @@ def test_tool_on_a_cl_mae_checkpoint(tmp_path):
     # whole_images works on a copy of the config
     loaded, loaded_cfg = load_model(cfg_path)
     before = copy.deepcopy(loaded_cfg.train_dataloader.dataset.to_dict())
-    whole_images(loaded, loaded_cfg, root, 2)
+    whole_images(loaded, loaded_cfg, str(tmp_path / 'images'), 2)
     assert loaded_cfg.train_dataloader.dataset.to_dict() == before
     with pytest.raises(FileNotFoundError, match='missing.pth'):
         tool.main([cfg_path, str(tmp_path / 'missing.pth')])

@@ -6,7 +6,7 @@ import types
 import pytest
 import torch
 
-from conftest import load_tool, make_image_folder
+from conftest import load_tool
 from mlmask_mm.evaluation.mask_difficulty import (difficulty_stats,
                                                   reference_patch_loss)
 
@@ -92,15 +92,8 @@ def test_reference_averages_masked_draws_only_and_keeps_rng():
 
 
 def test_tool_on_cl_mae_checkpoints(tmp_path):
-    from test_cl_mae import build_model, cl_config
-    root = make_image_folder(str(tmp_path / 'images'))
-    cfg = cl_config(root, str(tmp_path / 'work'))
-    cfg_path = str(tmp_path / 'cl.py')
-    cfg.dump(cfg_path)
-    model, _ = build_model()
-    model.set_curriculum(-0.5)
-    ckpt = str(tmp_path / 'a.pth')
-    torch.save(dict(state_dict=model.state_dict(), meta=dict()), ckpt)
+    from test_cl_mae import cl_checkpoint
+    cfg_path, ckpt = cl_checkpoint(tmp_path)
     tool = load_tool('analysis_tools/mask_difficulty')
     out = str(tmp_path / 'd.json')
     rows = tool.main([cfg_path, ckpt, ckpt, '--num-images', '6',

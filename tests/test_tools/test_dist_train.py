@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, tensors
+from conftest import REPO, differing_tensors, tensors
 
 # Every shipped method's demo config, on the embedded data/cifar10_demo,
 # shrunk to a 2-block ViT of width 32 (the 32 px images and the 8 x 8 patch
@@ -167,11 +167,7 @@ def test_demo_config_trains_under_dist_train_and_resumes_bit_exact(
     got = tensors(torch.load(osp.join(work, f'iter_{MAX_ITERS}.pth'),
                              weights_only=True))
     expected = tensors(full)
-    assert got.keys() == expected.keys()
-    different = [k for k in expected if not (
-        expected[k].dtype == got[k].dtype
-        and expected[k].shape == got[k].shape
-        and torch.equal(expected[k], got[k]))]
+    different = differing_tensors(expected, got)
     assert not different, f'resumed run differs in {different[:10]}'
     assert len([k for k in expected if k.startswith('/state_dict/')]) > 20
 

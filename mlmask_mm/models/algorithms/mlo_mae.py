@@ -42,6 +42,7 @@ from ..maskers.base import MaskResult
 from ..maskers.mlo_masker import ProbabilityMasker
 from ..utils import hypergrad as hg
 from ..utils.mask_specificity import mask_specificity
+from ..utils.options import option_view
 from ..utils.parts import part_of_children
 from .masked_mae import MaskedMAE
 from .mlo_mae_options import XI_FROM_LR, MLOMAEOptions
@@ -173,13 +174,8 @@ class MLOMAE(MaskedMAE):
     # ------------------------------------------------------------------
     # the options (MLOMAEOptions, read-only)
     # ------------------------------------------------------------------
-    @property
-    def feature(self) -> str:
-        return self.options.feature
-
-    @property
-    def amp(self) -> Optional[str]:
-        return self.options.amp
+    feature = option_view('feature')
+    amp = option_view('amp')
 
     @property
     def hypergrad(self) -> dict:

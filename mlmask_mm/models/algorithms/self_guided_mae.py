@@ -43,6 +43,7 @@ from ..maskers.base import mask_from_ranking, num_visible
 from ..maskers.self_guided_masker import InformedMaskContext
 from ..utils.exploitation import decoder_attention_rates
 from ..utils.mask_specificity import mask_specificity
+from ..utils.options import option_view
 from ..utils.relevance_cache import RelevanceCache, normalise
 from ..utils.self_guided_ncut import (SolverLog, affinity, fiedler_vector,
                                       fiedler_vector_exact, mean_token_cosine,
@@ -128,38 +129,15 @@ class SelfGuidedMAE(MaskedMAE):
         self._clock = (0, 1)  # (iteration, max_iters) for the hint ratio
 
     # -------------------------------------------- the options (read-only)
-    @property
-    def features(self) -> str:
-        return self.options.features
-
-    @property
-    def feature_layer(self) -> int:
-        return self.options.feature_layer
-
-    @property
-    def ncut(self) -> dict:
-        return self.options.ncut
-
-    @property
-    def generation(self) -> str:
-        return self.options.generation
-
-    @property
-    def refresh_interval(self) -> Optional[int]:
-        return self.options.refresh_interval
-
-    @property
-    def switch(self) -> dict:
-        return self.options.switch
-
-    @property
-    def hint_schedule(self) -> Tuple[float, float]:
-        """(h_T, h_end) of the hint ratio's linear decay."""
-        return self.options.hint_ratio
-
-    @property
-    def measurement(self) -> dict:
-        return self.options.measurement
+    features = option_view('features')
+    feature_layer = option_view('feature_layer')
+    ncut = option_view('ncut')
+    generation = option_view('generation')
+    refresh_interval = option_view('refresh_interval')
+    switch = option_view('switch')
+    hint_schedule = option_view(
+        'hint_ratio', '(h_T, h_end) of the hint ratio\'s linear decay.')
+    measurement = option_view('measurement')
 
     # ---------------------------------------------------------------- state
     @property

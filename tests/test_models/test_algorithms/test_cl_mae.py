@@ -18,7 +18,8 @@ from mmengine.registry import init_default_scope
 from mmpretrain.structures import DataSample
 from PIL import Image
 
-from conftest import REPO, load_tool, make_image_folder, tiny_config
+from conftest import (REPO, KillAfter, load_tool, make_image_folder,
+                      tiny_config)
 from mlmask_mm.engine.config_checks import check_config
 from mlmask_mm.engine.hooks.curriculum_hook import (CurriculumHook,
                                                     curriculum_value)
@@ -79,6 +80,20 @@ def build_model(seed: int = 0, masker_lr=None, **overrides):
     return model, optim_wrapper
 
 
+def cl_checkpoint(tmp_path) -> tuple:
+    """(config file, checkpoint) of the shrunk config on generated images,
+    the module at curriculum factor -0.5: what the analysis tools read."""
+    root = make_image_folder(str(tmp_path / 'images'))
+    cfg = cl_config(root, str(tmp_path / 'work'))
+    cfg_path = str(tmp_path / 'cl.py')
+    cfg.dump(cfg_path)
+    model, _ = build_model()
+    model.set_curriculum(-0.5)
+    ckpt = str(tmp_path / 'a.pth')
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), ckpt)
+    return cfg_path, ckpt
+
+
 def batch(B: int = 4, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     return dict(
@@ -114,18 +129,6 @@ class _RecordC(Hook):
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         self.values[runner.iter] = float(runner.model.curriculum_factor)
-
-
-class _Kill(Hook):
-    priority = 'LOWEST'
-
-    def __init__(self, at):
-        self.at = at
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
-                         outputs=None):
-        if runner.iter + 1 == self.at:
-            raise KeyboardInterrupt(f'killed after iteration {self.at}')
 
 
 # ------------------------------------------------------------------ losses
@@ -474,7 +477,7 @@ def test_kill_and_resume_restores_curriculum_and_both_optimizers(
     full.train()
 
     killed = build_runner(cfg('killed'), 'cl_killed')
-    killed.register_hook(_Kill(K + 1))
+    killed.register_hook(KillAfter(K + 1))
     with pytest.raises(KeyboardInterrupt):
         killed.train()
 

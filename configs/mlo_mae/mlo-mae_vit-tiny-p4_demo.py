@@ -16,7 +16,7 @@ _base_ = ['./_base_/mlo_demo.py']
 max_iters = 300
 warmup_iters = 30
 # smaller than the MAE demo's ViT-tiny (12 x 192): an outer iteration costs
-# several MAE steps (see docs/mlo_mae_usage.md, cost)
+# several MAE steps (see docs/mlo_mae.md, cost)
 model = dict(
     backbone=dict(
         arch=dict(

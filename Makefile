@@ -3,7 +3,8 @@
 #   make demo          venv + pinned stack + a small MAE pretraining run on the embedded data
 #   make install-full  the same stack + full mmcv (built once, cached), mmseg, mmdet
 #   make test          make install-full, then the test suite (slowest 25 listed)
-#   make test-quick    the tests not marked slow (a few minutes), no mmcv build
+#   make test-quick    the tests not marked slow (no multi-process, transfer or
+#                      compile runs), without the mmcv build
 #   make demo-cl-mae   venv + the CL-MAE demo run (learned masks, curriculum)
 PYTHON ?= python3
 VENV   ?= .venv

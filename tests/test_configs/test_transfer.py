@@ -32,6 +32,10 @@ from transfer_helpers import (PATCH, SIZE, TINY_ARCH, make_ade_like,
 
 from mlmask_mm.utils.backbone_converter import convert_checkpoint
 
+# processes, Runners or mmseg/mmdet training: minutes in all (make test-quick
+# leaves them out)
+pytestmark = pytest.mark.slow
+
 TRANSFER = osp.join(REPO, 'configs', 'transfer')
 SEG = osp.join(TRANSFER, 'mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py')
 SEG_FT = osp.join(TRANSFER,

@@ -16,6 +16,10 @@ import torch.nn as nn
 
 from conftest import REPO
 
+# processes, Runners or mmseg/mmdet training: minutes in all (make test-quick
+# leaves them out)
+pytestmark = pytest.mark.slow
+
 
 class OwnSteps(nn.Module):
     """Two parts, each with its own SGD, stepped inside ``train_step``."""

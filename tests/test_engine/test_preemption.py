@@ -23,6 +23,10 @@ from mmengine.runner.base_loop import BaseLoop
 
 from conftest import (REPO, differing_tensors, make_image_folder, tensors,
                       tiny_config)
+
+# processes, Runners or mmseg/mmdet training: minutes in all (make test-quick
+# leaves them out)
+pytestmark = pytest.mark.slow
 from mlmask_mm.engine.config_checks import prepare_config
 from mlmask_mm.engine.hooks import preemption_hook
 from mlmask_mm.engine.hooks.preemption_hook import (EXIT_CODE, MARKER,
@@ -594,6 +598,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 from mlmask_mm.engine.hooks import preemption_hook
+
 
 
 @HOOKS.register_module()

@@ -13,6 +13,10 @@ import torch
 
 from conftest import REPO, differing_tensors, tensors
 
+# processes, Runners or mmseg/mmdet training: minutes in all (make test-quick
+# leaves them out)
+pytestmark = pytest.mark.slow
+
 # Every shipped method's demo config, on the embedded data/cifar10_demo,
 # shrunk to a 2-block ViT of width 32 (the 32 px images and the 8 x 8 patch
 # grid stay), batch 4 per rank, 5 iterations, checkpoints at 3 and 5.
@@ -177,6 +181,7 @@ import sys
 import torch
 import torch.distributed as dist
 from mlmask_mm.utils.dist import close_process_group, finish_distributed_run
+
 torch.set_num_threads(1)
 dist.init_process_group('gloo')
 if sys.argv[1] == 'finish':

@@ -34,6 +34,7 @@ def _nonzero(mode):
     return [int(v) for v in out]
 
 
+@pytest.mark.slow
 def test_flush_denormal_zeroes_subnormals_on_every_thread():
     assert _nonzero('on') == [0, 0]
     assert _nonzero('off') == [1 << 20, 1 << 20]

@@ -29,6 +29,7 @@ import yaml
 #: one line here
 STUDY_JSONS = {
     'docs/study_cifar10_5k.json': 'compute-5k',
+    'docs/study_cifar10_5k_seed2.json': 'compute-5k',
     'docs/study_cifar10_5k_epochs.json': 'epochs-5k',
     'docs/study_cifar10_5k_epochs_cl-n2.json': 'epochs-5k',
     'docs/study_cifar10_cpu.json': 'compute-1k',

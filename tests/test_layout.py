@@ -113,8 +113,12 @@ def test_self_guided_options_defaults():
                             earliest=1, fallback=None, start=None)
     assert o.hint_ratio == model.hint_schedule == (0.05, 0.0)
     assert o.measurement == dict(num_images=256, seed=0)
-    # the attributes the hook reads are the options
-    assert model.switch is o.switch and model.ncut is o.ncut
+    # the attributes the hook reads are the options, each its own
+    for attr in ('features', 'feature_layer', 'ncut', 'generation',
+                 'refresh_interval', 'switch', 'measurement'):
+        assert getattr(model, attr) is getattr(o, attr), attr
+    with pytest.raises(AttributeError):
+        model.generation = 'iteration'
     with pytest.raises(AttributeError):
         o.features = 'blocks'
 
@@ -127,7 +131,8 @@ def test_mlo_mae_options_defaults():
     assert model.hypergrad == dict(
         mode='exact', unroll_steps=1, unroll='exact', fd_radius=1e-2,
         head_term='double_backward', xi1=1.0, xi2=1.0)
-    assert o.hypergrad.unroll_steps == 1 and model.feature == 'gap'
+    assert o.hypergrad.unroll_steps == 1
+    assert (model.feature, model.amp) == (o.feature, o.amp) == ('gap', None)
     with pytest.raises(AttributeError):
         o.hypergrad.mode = 'finite_difference'
     # a setting given in the config reaches the options
